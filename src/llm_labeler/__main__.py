@@ -1,0 +1,5 @@
+"""`python -m llm_labeler`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""The backend protocol: messages (+ optional JSON schema) in, raw text and usage out.
+
+Parsing, retries, caching and logging are not a backend's job (see structured.py and labeling.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Backend", "Capabilities", "ChoiceScorer", "ChoiceScores", "Completion", "Message", "Request"]
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; callers degrade explicitly (with a warning) when a feature is missing."""
+
+    json_schema: bool = False  # constrained decoding / strict structured outputs
+    json_mode: bool = False  # "valid JSON" mode without a schema
+    logprobs: bool = False  # token logprobs in completions
+    next_token_scores: bool = False  # implements ChoiceScorer (one forward pass, no decoding)
+    concurrency: int = 1  # parallel requests that make sense
+    local: bool = False  # text never leaves the machine (no PII redaction needed)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One completion request."""
+
+    messages: Sequence[Message]
+    json_schema: dict[str, Any] | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_logprobs: int = 0
+    timeout: float = 60.0
+    seed: int | None = 0
+
+
+@dataclass
+class Completion:
+    """A backend's raw answer and its usage."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    # For the first generated token: candidate token text -> logprob (where the backend returns them).
+    first_token_logprobs: dict[str, float] | None = None
+    finish_reason: str | None = None
+    raw: Any = field(default=None, repr=False)
+
+
+@dataclass
+class ChoiceScores:
+    """Log-probabilities of each choice as the continuation of a prompt."""
+
+    logprobs: list[float]
+    prompt_tokens: int
+    latency_ms: float
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that completes chat messages."""
+
+    backend_id: str
+    model_id: str
+    capabilities: Capabilities
+
+    def complete(self, request: Request) -> Completion:
+        """Send one request; raise TransientBackendError / FatalBackendError on failure."""
+        ...
+
+
+@runtime_checkable
+class ChoiceScorer(Protocol):
+    """A backend that scores fixed choices from one forward pass, reusing a cached shared prefix."""
+
+    backend_id: str
+    model_id: str
+
+    def score_choices(self, prefix: str, text: str, choices: Sequence[str]) -> ChoiceScores:
+        """Log-probability of each choice following prefix + text."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for this text."""
+        ...

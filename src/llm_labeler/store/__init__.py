@@ -1,0 +1,394 @@
+"""The DuckDB store: the only module that imports duckdb."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..errors import StoreError, UnknownUserError
+from ..schemas import Event
+from .ingest import IngestResult, ingest_file
+from .migrations import MIGRATIONS
+
+__all__ = ["CallRecord", "IngestResult", "LabelRecord", "Store", "new_id"]
+
+_EVENT_COLS = "user_id, ts, event_type, item_id, item_title, item_category, text, rating"
+
+
+def new_id(prefix: str) -> str:
+    """A sortable-enough unique id: prefix, UTC timestamp, random suffix."""
+    return f"{prefix}_{datetime.utcnow():%Y%m%d%H%M%S}_{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class CallRecord:
+    """One LLM (or scorer) call, stored whether it succeeded or not."""
+
+    run_id: str
+    user_id: str
+    stage: str
+    cache_key: str
+    backend: str
+    model_id: str
+    prompt_name: str = ""
+    prompt_version: str = ""
+    prompt_hash: str = ""
+    taxonomy_hash: str = ""
+    request: str = ""
+    raw_output: str = ""
+    parsed: Any = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    attempts: int = 1
+    error: str | None = None
+    cache_hit: bool = False
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass
+class LabelRecord:
+    """One user's label in one run, with its provenance."""
+
+    run_id: str
+    user_id: str
+    primary_segment: str | None
+    segments: list[str]
+    probabilities: dict[str, float]
+    confidence: float
+    abstained: bool
+    model_id: str
+    prompt_name: str
+    prompt_version: str
+    prompt_hash: str
+    taxonomy_name: str
+    taxonomy_hash: str
+    abstain_reason: str | None = None
+    rationale: str = ""
+    evidence: list[str] = field(default_factory=list)
+    scorers: dict[str, Any] = field(default_factory=dict)
+    call_ids: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+_JSON_FIELDS = {"parsed", "segments", "probabilities", "evidence", "scorers", "call_ids"}
+
+
+class Store:
+    """A DuckDB file holding users, events, runs, calls, profiles and labels."""
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.path = str(path)
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        if not read_only:
+            self._migrate()
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+        row = self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        current = int(row[0]) if row else 0
+        latest = MIGRATIONS[-1][0]
+        if current > latest:
+            raise StoreError(
+                f"{self.path} has schema version {current}, newer than this llm-labeler ({latest})"
+            )
+        for version, sql in MIGRATIONS:
+            if version > current:
+                with self.transaction():
+                    self.con.execute(sql)
+                    self.con.execute("INSERT INTO schema_migrations VALUES (?)", [version])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts (for read-only reporting queries)."""
+        cur = self.con.execute(sql, params or [])
+        names = [d[0] for d in cur.description or []]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def arrow(self, sql: str, params: Sequence[Any] | None = None, batch_size: int = 100_000) -> Any:
+        """A streaming pyarrow RecordBatchReader over a query (bounded memory)."""
+        return self.con.execute(sql, params or []).to_arrow_reader(batch_size)
+
+    def write_arrow(self, table_name: str, batch: Any, create_sql: str | None = None) -> None:
+        """Append a pyarrow table/batch into a table, creating it first if asked."""
+        if create_sql:
+            self.con.execute(create_sql)
+        self.con.register("_incoming", batch)
+        try:
+            self.con.execute(f"INSERT INTO {table_name} SELECT * FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+
+    def copy_to_parquet(self, sql: str, out: str | Path) -> None:
+        """Write a query's result to a Parquet file."""
+        self.con.execute(f"COPY ({sql}) TO '{_sql_str(str(out))}' (FORMAT parquet)")
+
+    # -- events and users ---------------------------------------------------------------------------------
+    def ingest(
+        self, path: str | Path, fmt: str | None = None, mapping: dict[str, str] | None = None
+    ) -> IngestResult:
+        """Load one file of events in one transaction (see store.ingest)."""
+        return ingest_file(self.con, Path(path), fmt, mapping or {})
+
+    def user_ids(self, users: Sequence[str] | None = None, limit: int | None = None) -> list[str]:
+        """The requested users (validated) or the first `limit` users by id."""
+        if users:
+            found = {
+                r[0]
+                for r in self.con.execute(
+                    "SELECT user_id FROM users WHERE user_id IN (SELECT unnest(?))", [list(users)]
+                ).fetchall()
+            }
+            missing = [u for u in users if u not in found]
+            if missing:
+                raise UnknownUserError(missing)
+            return list(dict.fromkeys(users))
+        sql = "SELECT user_id FROM users ORDER BY user_id" + (f" LIMIT {int(limit)}" if limit else "")
+        return [r[0] for r in self.con.execute(sql).fetchall()]
+
+    def count_users(self) -> int:
+        """Number of users in the store."""
+        row = self.con.execute("SELECT count(*) FROM users").fetchone()
+        return int(row[0]) if row else 0
+
+    def events_for(self, user_ids: Sequence[str]) -> dict[str, list[Event]]:
+        """Each user's events, oldest first."""
+        rows = self.con.execute(
+            f"SELECT {_EVENT_COLS} FROM events WHERE user_id IN (SELECT unnest(?)) "
+            "ORDER BY user_id, ts NULLS LAST, item_id, row_hash",
+            [list(user_ids)],
+        ).fetchall()
+        out: dict[str, list[Event]] = {u: [] for u in user_ids}
+        names = _EVENT_COLS.split(", ")
+        for row in rows:
+            out[row[0]].append(Event(**dict(zip(names, row))))
+        return out
+
+    def iter_user_texts(self, sql_filter: str | None = None, batch_size: int = 50_000) -> Any:
+        """Stream (user_id, concatenated history text, history_hash) for bulk featurization, in batches."""
+        where = f"WHERE {sql_filter}" if sql_filter else ""
+        sql = (
+            "SELECT e.user_id, string_agg(concat_ws(' ', e.event_type, e.item_title, e.item_category, e.text), "
+            "' \n ' ORDER BY e.ts NULLS LAST, e.row_hash) AS doc, any_value(u.history_hash) AS history_hash "
+            f"FROM events e JOIN users u USING (user_id) {where} GROUP BY e.user_id ORDER BY e.user_id"
+        )
+        return self.arrow(sql, batch_size=batch_size)
+
+    # -- provenance ---------------------------------------------------------------------------------------
+    def remember_taxonomy(self, taxonomy_hash: str, name: str, body: dict[str, Any]) -> None:
+        """Keep the exact taxonomy every label points at."""
+        self.con.execute(
+            "INSERT OR IGNORE INTO taxonomies (taxonomy_hash, name, body) VALUES (?, ?, ?)",
+            [taxonomy_hash, name, json.dumps(body)],
+        )
+
+    def remember_prompt(self, prompt_hash: str, name: str, version: str, template: str) -> None:
+        """Keep the exact prompt text every label points at."""
+        self.con.execute(
+            "INSERT OR IGNORE INTO prompts (prompt_hash, name, version, template) VALUES (?,?,?,?)",
+            [prompt_hash, name, version, template],
+        )
+
+    # -- runs -----------------------------------------------------------------------------------------------
+    def start_run(
+        self,
+        kind: str,
+        backend: str,
+        model_id: str,
+        taxonomy_name: str,
+        taxonomy_hash: str,
+        config: dict[str, Any],
+        run_id: str | None = None,
+    ) -> str:
+        """Create a run row (status running) and return its id."""
+        run_id = run_id or new_id(kind)
+        self.con.execute(
+            "INSERT INTO runs (run_id, kind, status, backend, model_id, taxonomy_name, taxonomy_hash, config) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            [run_id, kind, backend, model_id, taxonomy_name, taxonomy_hash, json.dumps(config, default=str)],
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, stats: dict[str, Any]) -> None:
+        """Close a run with its status and statistics."""
+        self.con.execute(
+            "UPDATE runs SET status = ?, stats = ?, finished_at = current_timestamp WHERE run_id = ?",
+            [status, json.dumps(stats, default=str), run_id],
+        )
+
+    def mark_interrupted_runs(self) -> int:
+        """Runs still marked running belong to killed processes: DuckDB lets one process write a file."""
+        row = self.con.execute(
+            "UPDATE runs SET status = 'interrupted' WHERE status = 'running' RETURNING run_id"
+        ).fetchall()
+        return len(row)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """One run, JSON columns decoded; unknown ids are an error."""
+        rows = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise StoreError(f"no run {run_id!r} in {self.path}")
+        return _decode(rows[0], {"config", "stats"})
+
+    def latest_run(self, kind: str | None = None) -> str | None:
+        """The newest run id (of a kind)."""
+        sql = (
+            "SELECT run_id FROM runs"
+            + (" WHERE kind = ?" if kind else "")
+            + " ORDER BY started_at DESC LIMIT 1"
+        )
+        row = self.con.execute(sql, [kind] if kind else []).fetchone()
+        return str(row[0]) if row else None
+
+    # -- calls (the cache) ----------------------------------------------------------------------------------
+    def cached(self, cache_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The newest successful, paid-for call for each key; failed calls are never served."""
+        keys = list(cache_keys)
+        if not keys:
+            return {}
+        rows = self.query(
+            "SELECT * FROM calls WHERE cache_key IN (SELECT unnest(?)) AND error IS NULL AND NOT cache_hit "
+            "QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY created_at DESC) = 1",
+            [keys],
+        )
+        return {r["cache_key"]: _decode(r, {"parsed"}) for r in rows}
+
+    def stored_scores(
+        self, stage: str, model_id: str, taxonomy_hash: str, prompt_hash: str, limit: int = 2000
+    ) -> list[list[float]]:
+        """Recent successful score vectors of a scorer (for calibration when a run is too small)."""
+        rows = self.con.execute(
+            "SELECT parsed FROM calls WHERE stage = ? AND model_id = ? AND taxonomy_hash = ? AND error IS NULL "
+            "AND NOT cache_hit AND coalesce(prompt_hash, '') = ? ORDER BY created_at DESC LIMIT ?",
+            [stage, model_id, taxonomy_hash, prompt_hash, limit],
+        ).fetchall()
+        scores = [json.loads(r[0]).get("scores") for r in rows if r[0]]
+        return [s for s in scores if s]
+
+    def record_call(self, call: CallRecord) -> None:
+        """Store one call at once (autocommit), so a killed run keeps what it paid for."""
+        data = asdict(call)
+        data["parsed"] = json.dumps(call.parsed) if call.parsed is not None else None
+        cols = ", ".join(data)
+        self.con.execute(
+            f"INSERT INTO calls ({cols}) VALUES ({', '.join('?' * len(data))})", list(data.values())
+        )
+
+    # -- labels and profiles --------------------------------------------------------------------------------
+    def write_labels(self, labels: Sequence[LabelRecord]) -> None:
+        """Store a run's labels in one transaction (replacing a previous attempt of the same run)."""
+        if not labels:
+            return
+        rows = [_encode(asdict(lab)) for lab in labels]
+        cols = list(rows[0])
+        sql = f"INSERT OR REPLACE INTO labels ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        with self.transaction():
+            self.con.executemany(sql, [[r[c] for c in cols] for r in rows])
+
+    def write_profile(
+        self, run_id: str, user_id: str, call_id: str, profile: dict[str, Any], dropped: int
+    ) -> None:
+        """Store a user's interest profile for a run."""
+        self.con.execute(
+            "INSERT OR REPLACE INTO profiles (run_id, user_id, call_id, profile, evidence_dropped) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [run_id, user_id, call_id, json.dumps(profile), dropped],
+        )
+
+    def labels(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's labels, JSON decoded."""
+        rows = self.query("SELECT * FROM labels WHERE run_id = ? ORDER BY user_id", [run_id])
+        return [_decode(r, _JSON_FIELDS) for r in rows]
+
+    def latest_label(self, user_id: str) -> dict[str, Any] | None:
+        """The newest label of a user, with its profile from the same run if any."""
+        rows = self.query(
+            "SELECT l.*, p.profile, p.evidence_dropped FROM labels l LEFT JOIN profiles p USING (run_id, user_id) "
+            "WHERE l.user_id = ? ORDER BY l.created_at DESC LIMIT 1",
+            [user_id],
+        )
+        return _decode(rows[0], _JSON_FIELDS | {"profile"}) if rows else None
+
+    def calls(
+        self,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        errors_only: bool = False,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Calls for the logs command, newest first."""
+        where, params = ["TRUE"], []
+        if run_id:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if user_id:
+            where.append("user_id = ?")
+            params.append(user_id)
+        if errors_only:
+            where.append("error IS NOT NULL")
+        sql = (
+            f"SELECT * EXCLUDE (request, parsed) FROM calls WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at DESC LIMIT {int(limit)}"
+        )
+        return self.query(sql, params)
+
+    def set_gold(self, taxonomy_name: str, gold: dict[str, list[str]], source: str) -> int:
+        """Store gold labels (from a dataset or a human review); later ones override earlier ones."""
+        rows = [[u, taxonomy_name, json.dumps(s), source] for u, s in gold.items()]
+        with self.transaction():
+            self.con.executemany(
+                "INSERT OR REPLACE INTO gold (user_id, taxonomy_name, segments, source) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def gold(self, taxonomy_name: str) -> dict[str, list[str]]:
+        """Gold segments per user for a taxonomy."""
+        rows = self.con.execute(
+            "SELECT user_id, segments FROM gold WHERE taxonomy_name = ?", [taxonomy_name]
+        ).fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+
+def _encode(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (json.dumps(v) if k in _JSON_FIELDS else v) for k, v in row.items()}
+
+
+def _decode(row: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    return {k: (json.loads(v) if k in fields and isinstance(v, str) else v) for k, v in row.items()}
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")

@@ -1,0 +1,112 @@
+"""The store's schema, as an ordered list of migrations. Append; never edit a shipped one."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+_V1 = """
+CREATE TABLE events (
+    row_hash VARCHAR NOT NULL,          -- md5 of every field: re-ingesting a file adds no duplicates
+    user_id VARCHAR NOT NULL,
+    ts TIMESTAMP,
+    event_type VARCHAR,
+    item_id VARCHAR,
+    item_title VARCHAR,
+    item_category VARCHAR,
+    text VARCHAR,
+    rating DOUBLE,
+    source VARCHAR,
+    ingested_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE users (
+    user_id VARCHAR PRIMARY KEY,
+    n_events BIGINT,
+    first_ts TIMESTAMP,
+    last_ts TIMESTAMP,
+    history_hash VARCHAR,               -- changes whenever the user's events change
+    updated_at TIMESTAMP
+);
+CREATE TABLE ingests (
+    path VARCHAR, file_sha256 VARCHAR, format VARCHAR, rows_read BIGINT, rows_added BIGINT,
+    ingested_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE taxonomies (
+    taxonomy_hash VARCHAR PRIMARY KEY, name VARCHAR, body VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE prompts (
+    prompt_hash VARCHAR PRIMARY KEY, name VARCHAR, version VARCHAR, template VARCHAR,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE runs (
+    run_id VARCHAR PRIMARY KEY,
+    kind VARCHAR,                       -- label | eval | score
+    status VARCHAR,                     -- running | done | stopped | failed
+    backend VARCHAR,
+    model_id VARCHAR,
+    taxonomy_name VARCHAR,
+    taxonomy_hash VARCHAR,
+    config VARCHAR,                     -- JSON: everything needed to repeat the run
+    stats VARCHAR,                      -- JSON: users, calls, cache hits, tokens, timings
+    started_at TIMESTAMP DEFAULT current_timestamp,
+    finished_at TIMESTAMP
+);
+CREATE TABLE calls (
+    call_id VARCHAR PRIMARY KEY,
+    run_id VARCHAR,
+    user_id VARCHAR,
+    stage VARCHAR,                      -- profile | segment_score | segment_json | embed ...
+    cache_key VARCHAR,
+    cache_hit BOOLEAN,
+    backend VARCHAR,
+    model_id VARCHAR,
+    prompt_name VARCHAR,
+    prompt_version VARCHAR,
+    prompt_hash VARCHAR,
+    taxonomy_hash VARCHAR,
+    request VARCHAR,                    -- the user-specific prompt text
+    raw_output VARCHAR,
+    parsed VARCHAR,                     -- JSON
+    prompt_tokens BIGINT,
+    completion_tokens BIGINT,
+    latency_ms DOUBLE,
+    attempts INTEGER,
+    error VARCHAR,                      -- a failed call is stored, and never served from the cache
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE INDEX calls_cache_key ON calls (cache_key);
+CREATE TABLE profiles (
+    run_id VARCHAR, user_id VARCHAR, call_id VARCHAR, profile VARCHAR, evidence_dropped INTEGER,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (run_id, user_id)
+);
+CREATE TABLE labels (
+    run_id VARCHAR,
+    user_id VARCHAR,
+    primary_segment VARCHAR,            -- NULL when abstaining
+    segments VARCHAR,                   -- JSON list (multi-label)
+    probabilities VARCHAR,              -- JSON object segment -> probability
+    confidence DOUBLE,
+    abstained BOOLEAN,
+    abstain_reason VARCHAR,
+    rationale VARCHAR,
+    evidence VARCHAR,                   -- JSON list of item ids / snippets
+    model_id VARCHAR,
+    prompt_name VARCHAR,
+    prompt_version VARCHAR,
+    prompt_hash VARCHAR,
+    taxonomy_name VARCHAR,
+    taxonomy_hash VARCHAR,
+    scorers VARCHAR,                    -- JSON: which scorers and weights made this label
+    call_ids VARCHAR,                   -- JSON list: the calls this label came from
+    error VARCHAR,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (run_id, user_id)
+);
+CREATE TABLE gold (
+    user_id VARCHAR, taxonomy_name VARCHAR, segments VARCHAR, source VARCHAR,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (user_id, taxonomy_name)
+);
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
