@@ -107,15 +107,15 @@ class Store:
     # -- schema -------------------------------------------------------------------------------------------
     def _migrate(self) -> None:
         self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
-        row = self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-        current = int(row[0]) if row else 0
-        latest = MIGRATIONS[-1][0]
-        if current > latest:
+        applied = {int(r[0]) for r in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
+        known = {v for v, _ in MIGRATIONS}
+        if applied - known:
             raise StoreError(
-                f"{self.path} has schema version {current}, newer than this llm-labeler ({latest})"
+                f"{self.path} has schema version(s) {sorted(applied - known)} unknown to this llm-labeler: "
+                "it was written by a newer version"
             )
         for version, sql in MIGRATIONS:
-            if version > current:
+            if version not in applied:
                 with self.transaction():
                     self.con.execute(sql)
                     self.con.execute("INSERT INTO schema_migrations VALUES (?)", [version])

@@ -109,4 +109,12 @@ CREATE TABLE gold (
 );
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+# Reserved numbers, one per feature area, so parallel work never collides: 2 hosted backends (calls/run extras),
+# 3 eval suites, 4 student model and bulk scores. An empty string means "nothing yet" and is skipped.
+_V2_HOSTED = ""
+_V3_EVALS = ""
+_V4_STUDENT = ""
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (v, sql) for v, sql in [(1, _V1), (2, _V2_HOSTED), (3, _V3_EVALS), (4, _V4_STUDENT)] if sql.strip()
+]

@@ -1,4 +1,4 @@
-"""scikit-learn, imported in this one module: metrics for evals and the pieces of the student model."""
+"""Classification metrics (scikit-learn) for evals and the demo."""
 
 from __future__ import annotations
 

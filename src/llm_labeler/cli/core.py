@@ -1,86 +1,18 @@
-"""The command line: parse, call one library function, format. Owns the terminal."""
+"""Core commands: ingest, label, show, runs, demo."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from .errors import LabelerError
-from .settings import DEFAULT_BACKEND, default_db_path
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Label recommender-system users into taxonomy segments with an LLM.",
-)
-console = Console(stderr=True)
-out = Console()
-
-DbOpt = Annotated[
-    str, typer.Option("--db", help="DuckDB file (default ./llm_labeler.duckdb or $LLM_LABELER_DB).")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _db(db: str | None) -> str:
-    return db or default_db_path()
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Our errors become one clear line and exit code 2; nothing else is swallowed."""
-    try:
-        yield
-    except LabelerError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
-
-
-@contextmanager
-def _progress(label: str, quiet: bool) -> Iterator[Callable[[Any], None]]:
-    if quiet:
-        yield lambda p: None
-        return
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cache hits: {task.fields[hits]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-    with bar:
-        task = bar.add_task(label, total=None, hits=0)
-
-        def update(p: Any) -> None:
-            bar.update(task, completed=p.done, total=p.total, hits=p.cache_hits)
-
-        yield update
-
-
-def _open(db: str | None) -> Any:
-    from .store import Store
-
-    return Store(_db(db))
+from ..errors import LabelerError
+from ..settings import DEFAULT_BACKEND
+from . import DbOpt, JsonOpt, _emit, _errors, _open, _progress, app, console, out
 
 
 @app.command()
@@ -115,7 +47,7 @@ def ingest(
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
-    from .errors import InputError
+    from ..errors import InputError
 
     out_map = {}
     for item in items:
@@ -127,8 +59,8 @@ def _parse_map(items: list[str]) -> dict[str, str]:
 
 
 def _label_config(backend: str, profile: bool, threshold: float, scorers: str | None, budget: int) -> Any:
-    from .labeling import LabelConfig
-    from .segments import ScorerSpec
+    from ..labeling import LabelConfig
+    from ..segments import ScorerSpec
 
     specs = None
     if scorers:
@@ -163,8 +95,8 @@ def label(
     as_json: JsonOpt = False,
 ) -> None:
     """Label users into the taxonomy's segments; cached answers are reused, so a rerun resumes."""
-    from .labeling import label_users
-    from .schemas import load_taxonomy
+    from ..labeling import label_users
+    from ..schemas import load_taxonomy
 
     with _errors():
         tax = load_taxonomy(taxonomy)
@@ -284,7 +216,7 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest real 20 Newsgroups users, label them on the embedded model, print segments and accuracy vs gold."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
     with _errors(), _progress("demo: labeling", as_json) as update:
         result = run_demo(db, n, backend, progress=update, log=lambda m: console.print(f"[dim]{m}[/]"))
@@ -300,34 +232,3 @@ def demo(
         f"[bold]accuracy vs gold {s['accuracy']:.3f} · macro-F1 {s['macro_f1']:.3f}[/] on {s['n_gold']} users "
         f"(source: {s['source']})"
     )
-
-
-def _emit(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
-    if as_json:
-        out.print_json(json.dumps(rows, default=str))
-        return
-    table = Table(title=title)
-    for col in rows[0] if rows else ["(none)"]:
-        table.add_column(str(col))
-    for r in rows:
-        table.add_row(*[_fmt(v) for v in r.values()])
-    out.print(table)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted: everything answered so far is stored; rerun to resume[/]")
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

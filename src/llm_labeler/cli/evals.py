@@ -1,0 +1,3 @@
+"""Commands for evaluation suites: eval run / compare / report."""
+
+from __future__ import annotations
