@@ -81,7 +81,7 @@ def _progress(label: str, quiet: bool) -> Iterator[Callable[[Any], None]]:
 
 
 def _open(db: str | None) -> Any:
-    from .store import Store
+    from ..store import Store
 
     return Store(_db(db))
 
