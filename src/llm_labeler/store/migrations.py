@@ -112,7 +112,40 @@ CREATE TABLE gold (
 # Reserved numbers, one per feature area, so parallel work never collides: 2 hosted backends (calls/run extras),
 # 3 eval suites, 4 student model and bulk scores. An empty string means "nothing yet" and is skipped.
 _V2_HOSTED = ""
-_V3_EVALS = ""
+_V3_EVALS = """
+CREATE TABLE eval_runs (
+    eval_id VARCHAR PRIMARY KEY,
+    suite_name VARCHAR,
+    suite_path VARCHAR,
+    suite_hash VARCHAR,                 -- sha256 of the suite's canonical JSON
+    taxonomy_name VARCHAR,
+    taxonomy_hash VARCHAR,
+    status VARCHAR,                     -- running | done | failed | stopped
+    n_users INTEGER,
+    suite VARCHAR,                      -- JSON: the suite as run (after --backend / --limit)
+    summary VARCHAR,                    -- JSON: calls, cache hits, primary and baseline metrics, gate
+    started_at TIMESTAMP DEFAULT current_timestamp,
+    finished_at TIMESTAMP
+);
+CREATE TABLE eval_cells (
+    eval_id VARCHAR,
+    cell VARCHAR,                       -- combination|prompt|backend
+    position INTEGER,
+    run_id VARCHAR,                     -- the labeling run (kind 'eval') behind this cell
+    combination VARCHAR,
+    prompt VARCHAR,
+    backend VARCHAR,
+    is_baseline BOOLEAN,
+    is_primary BOOLEAN,
+    metrics VARCHAR,                    -- JSON: headline, covered, per segment, confusion, calibration, cost
+    stats VARCHAR,                      -- JSON: the labeling run's statistics
+    PRIMARY KEY (eval_id, cell)
+);
+CREATE TABLE eval_gold (
+    eval_id VARCHAR, user_id VARCHAR, segments VARCHAR,  -- the gold each eval run was scored against
+    PRIMARY KEY (eval_id, user_id)
+);
+"""
 _V4_STUDENT = ""
 
 MIGRATIONS: list[tuple[int, str]] = [
