@@ -7,6 +7,8 @@ tests/test_evals_real.py runs the embedded GGUF model through the same commands.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,41 @@ def test_run_suite_library_and_bad_gold(tmp_path: Path) -> None:
 
     with Store(tmp_path / "x.duckdb") as store, pytest.raises(InputError, match="cooking"):
         run_suite(store, load_suite(suite), ["fake:echo"])
+
+
+def _chromium() -> str | None:
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.skipif(
+    _chromium() is None, reason="headless Chromium not installed (apt-get install -y chromium)"
+)
+def test_report_renders_in_headless_chromium(first_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    db, data = first_run
+    page = tmp_path / "report.html"
+    runner.invoke(app, ["eval", "report", data["run_id"], "--html", str(page), "--db", str(db)])
+    browser = [
+        str(_chromium()),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    # The browser parsed the page into a DOM holding both charts and the matrix.
+    assert dom.count("<svg") == 4 and "<rect" in dom and "embedding-only" in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [*browser, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000  # a blank page compresses to a few KB

@@ -149,6 +149,10 @@ def test_suite_adds_the_embedding_baseline(tmp_path: Path) -> None:
         ),
         ("name: s\ntaxonomy: t.yaml\ndataset: {loader: newsgroups}\nsample: 3\n", "sample"),
         ("- just a list\n", "a suite is a mapping"),
+        (
+            "name: s\ntaxonomy: t.yaml\ndataset: {loader: newsgroups}\nthresholds: {f1: 0.5}\n",
+            "unknown metric(s) f1",
+        ),
     ],
 )
 def test_invalid_suites_name_the_problem(tmp_path: Path, body: str, problem: str) -> None:

@@ -96,9 +96,12 @@ def _result_json(result: Any) -> dict[str, Any]:
 
 
 def _print_matrix(result: Any) -> None:
+    from ..evals.gate import metric_value
+
     table = Table(title=f"Eval {result.eval_id}: {result.suite.name}, {result.n} users")
     table.add_column("cell", no_wrap=True)
-    for col in _COLUMNS:
+    columns = list(dict.fromkeys([*result.suite.metrics, *_COLUMNS]))
+    for col in columns:
         table.add_column(_SHORT.get(col, col), justify="right", no_wrap=True)
     table.add_column("covered acc/F1", justify="right", no_wrap=True)
     runs = Table(title="Labeling runs behind the cells (for eval compare)")
@@ -111,7 +114,9 @@ def _print_matrix(result: Any) -> None:
         role = " (primary)" if c["is_primary"] else " (baseline)" if c["is_baseline"] else ""
         cov = m["covered"]
         table.add_row(
-            c["cell"] + role, *[_num(m[k]) for k in _COLUMNS], f"{cov['accuracy']:.3f}/{cov['macro_f1']:.3f}"
+            c["cell"] + role,
+            *[_num(metric_value(m, k)) for k in columns],
+            f"{cov['accuracy']:.3f}/{cov['macro_f1']:.3f}",
         )
         runs.add_row(
             c["cell"], c["run_id"], str(c["stats"].get("calls", 0)), str(c["stats"].get("cache_hits", 0))

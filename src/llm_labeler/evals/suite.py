@@ -28,6 +28,25 @@ __all__ = [
 
 BASELINE_NAME = "embedding-only"
 DEFAULT_NAME = "default"
+# Names a suite may gate on or show; dotted names reach inside covered / per_segment ('per_segment.religion.f1').
+METRIC_ROOTS = (
+    "accuracy",
+    "macro_f1",
+    "micro_f1",
+    "kappa",
+    "coverage",
+    "abstain_rate",
+    "invalid_output_rate",
+    "ece",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "tokens_per_user",
+    "cost_usd",
+    "jaccard",
+    "hamming",
+    "covered",
+    "per_segment",
+)
 # What a practitioner tries first: cosine to each segment's description, no calibration, no LLM.
 BASELINE_SPECS = [ScorerSpec("embedding", 1.0, "none")]
 
@@ -136,6 +155,14 @@ class Suite(BaseModel):
             base = [SpecModel.model_validate(asdict(s)) for s in BASELINE_SPECS]
             combos = [*combos, Combination(name=BASELINE_NAME, specs=base, baseline=True)]
         return combos
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> Suite:
+        named = [*self.metrics, *self.thresholds, *self.gate.metrics]
+        unknown = [m for m in named if m.split(".")[0] not in METRIC_ROOTS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; metrics: {', '.join(METRIC_ROOTS)}")
+        return self
 
     @model_validator(mode="after")
     def _primary_exists(self) -> Suite:
