@@ -12,7 +12,7 @@ from datetime import datetime
 
 from .schemas import Event
 
-__all__ = ["RenderedHistory", "approx_tokens", "clean_text", "event_snippet", "render_history"]
+__all__ = ["RenderedHistory", "approx_tokens", "clean_text", "event_snippet", "render_history", "subject_key"]
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 _QUOTE = re.compile(r"^\s*(>|\|>).*$", re.MULTILINE)
@@ -42,20 +42,39 @@ def approx_tokens(text: str) -> int:
 
 def event_snippet(event: Event, max_chars: int = 300, with_id: bool = False) -> str:
     """One event as a compact line: type, title, category, rating and the start of its text."""
-    head = [f"[{event.event_type or 'event'}]"]
-    if with_id and event.item_id:
-        head.append(f"[id: {event.item_id}]")
-    if event.item_title:
-        head.append(clean_text(event.item_title)[:120])
-    if event.item_category:
-        head.append(f"(category: {clean_text(event.item_category)[:60]})")
-    if event.rating is not None:
-        head.append(f"(rating: {event.rating:g})")
-    body = clean_text(event.text).replace("\n", " ")
-    line = " ".join(head)
-    if body:
-        line += " — " + _truncate(body, max_chars)
-    return line
+    return _Parts.of(event, with_id).line(max_chars)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """An event's cleaned head (type, id, title, category, rating) and body, cleaned once per render."""
+
+    head: str
+    body: str
+    subject: str
+
+    @classmethod
+    def of(cls, event: Event, with_id: bool, show_title: bool = True) -> _Parts:
+        # 'Re: Re: x' says 'x' in more tokens; the reply markers carry no interest.
+        title = _REPLY.sub("", clean_text(event.item_title))[:120]
+        head = [f"[{event.event_type or 'event'}]"]
+        if with_id and event.item_id:
+            head.append(f"[id: {event.item_id}]")
+        if title and show_title:
+            head.append(title)
+        if event.item_category:
+            head.append(f"(category: {clean_text(event.item_category)[:60]})")
+        if event.rating is not None:
+            head.append(f"(rating: {event.rating:g})")
+        body = clean_text(event.text).replace("\n", " ")
+        return cls(" ".join(head), body, subject_key(title))
+
+    def line(self, max_chars: int) -> str:
+        return self.head + (" — " + _truncate(self.body, max_chars) if self.body else "")
+
+    def approx_tokens(self, max_chars: int) -> int:
+        """A cheap upper-ish estimate of line(max_chars)'s tokens, for planning only."""
+        return approx_tokens(self.head) + (approx_tokens(self.body[:max_chars]) + 1 if self.body else 0)
 
 
 def _truncate(text: str, max_chars: int) -> str:
@@ -91,18 +110,27 @@ def render_history(
     count_tokens: Callable[[str], int] = approx_tokens,
     with_ids: bool = False,
 ) -> RenderedHistory:
-    """Spend the token budget on the most recent events of each kind first, then list them oldest first."""
+    """Spend the token budget on the most informative events, then list them oldest first.
+
+    Every kind and category is covered first (newest first within each); a subject already shown is not repeated
+    ('Re: x' after 'x'); when the events do not all fit, bodies get shorter so that more of them do (a subject
+    and a sentence say more about an interest than the tail of one long post).
+    """
+    order, parts = _candidates(events, budget_tokens, with_ids)
+    cap = _breadth_cap(parts, budget_tokens, max_chars_per_event)
     chosen: list[tuple[int, str]] = []
     used = 0
-    for index in _priority_order(events):
-        line = "- " + event_snippet(events[index], max_chars_per_event, with_ids)
-        if len(line) < 6:
-            continue
+    for index, part in zip(order, parts):
+        if budget_tokens - used < MIN_LINE_TOKENS and chosen:
+            break  # nothing useful fits any more
+        line = "- " + part.line(cap)
+        if chosen and part.approx_tokens(cap) > 2 * (budget_tokens - used):
+            continue  # far too long for what is left: not worth a tokenizer call
         cost = count_tokens(line) + 1
         if used + cost > budget_tokens:
             if chosen:
                 continue  # a shorter event further down may still fit
-            line = "- " + event_snippet(events[index], max(40, budget_tokens * 3), with_ids)
+            line = "- " + part.line(max(40, budget_tokens * 3))
             cost = count_tokens(line) + 1
         chosen.append((index, line))
         used += cost
@@ -116,6 +144,47 @@ def render_history(
         n_used=len(chosen),
         tokens=used,
     )
+
+
+MIN_LINE_TOKENS = 8  # below this much budget left, no event line fits
+MIN_CHARS_PER_EVENT = 80  # bodies are never cut shorter than this to make room for more events
+_REPLY = re.compile(r"^\s*((re|aw|fwd?|sv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_WAS = re.compile(r"\s*\((was|re)\b[^)]*\)?\s*$", re.IGNORECASE)
+
+
+def subject_key(title: str | None) -> str:
+    """A subject without reply/forward markers and '(was: ...)' tails, for spotting repeats of one thread."""
+    text = clean_text(title).lower()
+    return " ".join(_WAS.sub("", _REPLY.sub("", text)).split())
+
+
+def _candidates(events: Sequence[Event], budget: int, with_ids: bool) -> tuple[list[int], list[_Parts]]:
+    """Events in priority order as cleaned parts; a repeated subject loses its title (the body stays) or, with no
+    body, the event; no more candidates than could ever fit (a line costs at least MIN_LINE_TOKENS / 2)."""
+    seen: set[str] = set()
+    order: list[int] = []
+    parts: list[_Parts] = []
+    limit = 2 * budget // MIN_LINE_TOKENS + 1
+    for index in _priority_order(events):
+        if len(parts) >= limit:
+            break
+        part = _Parts.of(events[index], with_ids)
+        if part.subject and part.subject in seen:
+            if not part.body:
+                continue
+            part = _Parts.of(events[index], with_ids, show_title=False)
+        seen.add(part.subject)
+        order.append(index)
+        parts.append(part)
+    return order, parts
+
+
+def _breadth_cap(parts: Sequence[_Parts], budget: int, max_chars: int) -> int:
+    """The longest body (down to MIN_CHARS_PER_EVENT) at which every event fits the budget, by estimate."""
+    cap = max_chars
+    while cap > MIN_CHARS_PER_EVENT and sum(p.approx_tokens(cap) + 2 for p in parts) > budget:
+        cap = max(MIN_CHARS_PER_EVENT, int(cap * 0.7))
+    return cap
 
 
 def _priority_order(events: Sequence[Event]) -> list[int]:

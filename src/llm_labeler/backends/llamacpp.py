@@ -60,6 +60,7 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         n_batch: int = 512,
         name: str = "default",
+        flash_attn: bool = False,
     ) -> None:
         if not model_path.is_file():
             raise ConfigError(f"GGUF model file not found: {model_path}")
@@ -75,13 +76,15 @@ class LlamaCppBackend:
             concurrency=1,
             local=True,
         )
-        self.n_ctx, self.n_batch = n_ctx, n_batch
+        self.n_ctx, self.n_batch, self.flash_attn = n_ctx, n_batch, flash_attn
         # Both cores by default: prompt processing is the cost and it scales with threads (see benchmarks/).
         self.n_threads = n_threads or int(os.environ.get("LLM_LABELER_THREADS", "0")) or (os.cpu_count() or 2)
         self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
         self._scorer: Any = None  # the context whose KV cache holds the shared prefix
         self._generator: Any = None  # a second context for generation, so it never clobbers that cache
-        self._prefix: tuple[int, ...] = ()
+        self._prefix: tuple[int, ...] = ()  # the tokens whose KV entries the scoring context holds
+        self._prefix_tokens: dict[str, tuple[int, ...]] = {}
         self._choice_cache: dict[tuple[str, ...], list[list[int]]] = {}
 
     def _load(self) -> Any:
@@ -94,6 +97,7 @@ class LlamaCppBackend:
                 n_threads=self.n_threads,
                 n_threads_batch=self.n_threads,
                 n_batch=self.n_batch,
+                flash_attn=self.flash_attn,
                 logits_all=False,
                 verbose=False,
                 seed=0,
@@ -106,14 +110,27 @@ class LlamaCppBackend:
             self._scorer = self._load()
         return self._scorer
 
+    @property
+    def generator(self) -> Any:
+        """The generation context, loaded on first use; a second context, so generating never evicts the prefix."""
+        if self._generator is None:
+            self._generator = self._load()
+        return self._generator
+
     # -- tokens ---------------------------------------------------------------------------------------------
     def tokenize(self, text: str, bos: bool = False) -> list[int]:
         """Token ids of a text."""
         return list(self.scorer.tokenize(text.encode("utf-8"), add_bos=bos, special=False))
 
     def count_tokens(self, text: str) -> int:
-        """How many tokens the model sees for this text."""
-        return len(self.tokenize(text))
+        """How many tokens the model sees for this text (memoised: a labeling run renders each history twice,
+        once for the cache key and once to score it, and llama.cpp's tokenizer costs ~0.2 ms a line)."""
+        n = self._counts.get(text)
+        if n is None:
+            if len(self._counts) >= 8192:
+                self._counts.clear()  # bounded: memory stays flat however many users a run labels
+            n = self._counts[text] = len(self.tokenize(text))
+        return n
 
     # -- scoring ------------------------------------------------------------------------------------------------
     def score_choices(self, prefix: str, text: str, choices: Sequence[str]) -> ChoiceScores:
@@ -121,23 +138,64 @@ class LlamaCppBackend:
         start = time.perf_counter()
         with self._lock:
             llm = self.scorer
-            self._ensure_prefix(prefix)
-            room = self.n_ctx - len(self._prefix) - 8 - max(len(t) for t in self._choice_tokens(choices))
-            tokens = self.tokenize(text)
-            if len(tokens) > room:  # keep the end: the question that the choices answer sits there
-                tokens = tokens[-room:]
+            tokens = self._user_tokens(prefix, text, choices)
+            # Rewind to the cached prefix: its KV entries stay, only this user's tokens are processed.
+            # (Gemma 3 uses sliding-window layers; llama.cpp's default swa_full=True keeps their whole cache, so
+            # rewinding is exact - tests/test_llamacpp_cache.py checks it against a fresh context.)
             llm.n_tokens = len(self._prefix)
             llm.eval(tokens)
             logprobs = self._choice_logprobs(llm, self._choice_tokens(choices))
         return ChoiceScores(logprobs, len(tokens), (time.perf_counter() - start) * 1000)
 
+    def user_tokens(self, prefix: str, text: str, choices: Sequence[str]) -> list[int]:
+        """The exact tokens score_choices processes after the cached prefix (what a forward pass costs)."""
+        with self._lock:
+            return self._user_tokens(prefix, text, choices)
+
+    def _user_tokens(self, prefix: str, text: str, choices: Sequence[str]) -> list[int]:
+        self._ensure_prefix(prefix)
+        room = self.n_ctx - len(self._prefix) - 8 - max(len(t) for t in self._choice_tokens(choices))
+        tokens = self.tokenize(text)
+        # Keep the end when too long: the question that the choices answer sits there.
+        return tokens[-room:] if len(tokens) > room else tokens
+
     def _ensure_prefix(self, prefix: str) -> None:
-        tokens = tuple(self.tokenize(prefix, bos=True))
+        # The prefix (instructions + taxonomy) is tokenized once per string, not once per user.
+        tokens = self._prefix_tokens.get(prefix)
+        if tokens is None:
+            tokens = self._prefix_tokens[prefix] = tuple(self.tokenize(prefix, bos=True))
         if tokens != self._prefix:
             llm = self.scorer
             llm.reset()
             llm.eval(list(tokens))
             self._prefix = tokens
+
+    def reset_prefix(self) -> None:
+        """Forget the cached prefix state, so the next call evaluates its prefix again (benchmarks)."""
+        with self._lock:
+            self._prefix = ()
+
+    def prefill_seconds(self, prefix: str, token_lists: Sequence[Sequence[int]]) -> list[float]:
+        """Seconds llama_decode alone takes on each token list from the cached-prefix state: the floor for
+        score_choices (no tokenizing, no batch building, no logit reading, no Python in the timed span)."""
+        out = []
+        with self._lock:
+            llm = self.scorer
+            self._ensure_prefix(prefix)
+            base = len(self._prefix)
+            for tokens in token_lists:
+                spent = 0.0
+                for i in range(0, len(tokens), self.n_batch):
+                    chunk = list(tokens[i : i + self.n_batch])
+                    llm._batch.set_batch(batch=chunk, n_past=base + i, logits_all=False)
+                    llm._ctx.kv_cache_seq_rm(-1, base + i, -1)
+                    t0 = time.perf_counter()
+                    llm._ctx.decode(llm._batch)
+                    spent += time.perf_counter() - t0
+                out.append(spent)
+            llm._ctx.kv_cache_seq_rm(-1, base, -1)
+            llm.n_tokens = base
+        return out
 
     def _choice_tokens(self, choices: Sequence[str]) -> list[list[int]]:
         key = tuple(choices)
@@ -145,23 +203,37 @@ class LlamaCppBackend:
             self._choice_cache[key] = [self.tokenize(c) or [0] for c in choices]
         return self._choice_cache[key]
 
+    def single_pass(self, choices: Sequence[str]) -> bool:
+        """True when every choice starts with its own token, so one forward pass scores them all."""
+        firsts = [t[0] for t in self._choice_tokens(choices)]
+        return len(set(firsts)) == len(firsts)
+
     def _choice_logprobs(self, llm: Any, choice_tokens: list[list[int]]) -> list[float]:
         first = _log_softmax(self._last_logits(llm))
         firsts = [t[0] for t in choice_tokens]
         if len(set(firsts)) == len(firsts):
             return [float(first[t]) for t in firsts]
-        # Choices share a first token: score each whole choice (a few one-token evals from the cached state).
+        # Choices share a first token (never in the bundled taxonomies): score each whole choice. Its tokens go in
+        # as one batch that returns logits at every position: one small decode per choice, not one per token.
         base = llm.n_tokens
-        scores = []
-        for toks in choice_tokens:
-            total = float(first[toks[0]])
-            llm.n_tokens = base
-            for prev, nxt in zip(toks, toks[1:]):
-                llm.eval([prev])
-                total += float(_log_softmax(self._last_logits(llm))[nxt])
-            scores.append(total)
+        scores = [float(first[t[0]]) + self._continuation_logprob(llm, base, t) for t in choice_tokens]
+        llm._ctx.kv_cache_seq_rm(-1, base, -1)
         llm.n_tokens = base
         return scores
+
+    @staticmethod
+    def _continuation_logprob(llm: Any, base: int, tokens: list[int]) -> float:
+        """log P(tokens[1:] | cached state + tokens[0]) from one decode of tokens[:-1]."""
+        if len(tokens) < 2:
+            return 0.0
+        llm._ctx.kv_cache_seq_rm(-1, base, -1)
+        llm._batch.set_batch(batch=tokens[:-1], n_past=base, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        total = 0.0
+        for i, nxt in enumerate(tokens[1:]):
+            row = np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(llm.n_vocab(),))
+            total += float(_log_softmax(row.astype(np.float64))[nxt])
+        return total
 
     @staticmethod
     def _last_logits(llm: Any) -> np.ndarray:
@@ -179,10 +251,8 @@ class LlamaCppBackend:
             # llama-cpp-python honours {"type": "json_object", "schema": ...} (not OpenAI's json_schema envelope).
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
         with self._lock:
-            if self._generator is None:
-                self._generator = self._load()
             try:
-                out = self._generator.create_chat_completion(messages=list(request.messages), **kwargs)
+                out = self.generator.create_chat_completion(messages=list(request.messages), **kwargs)
             except ValueError as exc:  # e.g. prompt longer than the context
                 raise FatalBackendError(f"{self.backend_id}: {exc}") from exc
         choice = out["choices"][0]
