@@ -3,5 +3,18 @@
 from __future__ import annotations
 
 from .metrics import classification_metrics, confusion, per_segment
+from .persist import library_versions, load_student, model_version, save_student
+from .student import HashedTfidf, StudentClassifier, cross_val_predict_student
 
-__all__ = ["classification_metrics", "confusion", "per_segment"]
+__all__ = [
+    "HashedTfidf",
+    "StudentClassifier",
+    "classification_metrics",
+    "confusion",
+    "cross_val_predict_student",
+    "library_versions",
+    "load_student",
+    "model_version",
+    "per_segment",
+    "save_student",
+]

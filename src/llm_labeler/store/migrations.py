@@ -146,7 +146,25 @@ CREATE TABLE eval_gold (
     PRIMARY KEY (eval_id, user_id)
 );
 """
-_V4_STUDENT = ""
+_V4_STUDENT = """
+CREATE TABLE user_docs (                -- each user's whole history as one text, rebuilt when history_hash changes
+    user_id VARCHAR, history_hash VARCHAR, doc VARCHAR, meta VARCHAR, n_events BIGINT,
+    built_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE student_models (
+    model_version VARCHAR PRIMARY KEY,  -- sha256 of the model file, 16 hex digits
+    path VARCHAR, source_run VARCHAR, taxonomy_name VARCHAR, taxonomy_hash VARCHAR,
+    segments VARCHAR,                   -- JSON list: the order of scores.probabilities
+    metadata VARCHAR,                   -- JSON: everything in the model file's metadata
+    report VARCHAR,                     -- JSON: cross-validated agreement and gold figures
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE scores (                   -- one row per (model_version, user_id); rescored when history_hash changes
+    user_id VARCHAR, model_version VARCHAR, history_hash VARCHAR, segment VARCHAR, confidence FLOAT,
+    margin FLOAT, probabilities FLOAT[], source VARCHAR, score_run VARCHAR,
+    scored_at TIMESTAMP DEFAULT current_timestamp
+);
+"""
 
 MIGRATIONS: list[tuple[int, str]] = [
     (v, sql) for v, sql in [(1, _V1), (2, _V2_HOSTED), (3, _V3_EVALS), (4, _V4_STUDENT)] if sql.strip()

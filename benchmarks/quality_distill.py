@@ -1,0 +1,161 @@
+"""Student quality on 20 Newsgroups: trained on the embedded default pipeline's labels, judged on held-out users.
+
+Needs a store holding every 20 Newsgroups author (min 3 posts), their gold in `gold`, and one label run over some of
+them (the LLM's labels): see --help. Users are split by user (newsgroups.split_users, 30% test, seed 0): the student
+trains only on labeled users of the train side and is scored on labeled users of the test side, where the LLM's own
+labels are scored too (same users, same gold). For N in --sizes (train users with an LLM label), prints accuracy and
+macro-F1 vs gold of:
+
+    llm           the LLM labels themselves on the test users (abstains count as misses)
+    student       StudentClassifier on the N users' LLM labels, confidence as sample weight
+    conf>=q50     the same on the more confident half of the N labels only
+    self-train    retrained on the users where the cross-validated student agrees with the LLM
+    pseudo        plus the student's confident (p >= 0.7) predictions on the unlabeled train-side users
+    +emb          student features + mean MiniLM sentence embedding of the history (where installed), with the
+                  embedding time per user: does it pay for its cost?
+    gold-trained  the same student on the N users' gold labels (the ceiling that label noise leaves)
+
+    .venv/bin/python benchmarks/quality_distill.py --db /tmp/distill20ng/20ng.duckdb --run RUN_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+
+from llm_labeler.datasets import newsgroups as ng
+from llm_labeler.mlkit import StudentClassifier, classification_metrics, cross_val_predict_student
+from llm_labeler.store import Store
+from llm_labeler.store import scores as sq
+
+SEGS = list(ng.COARSE_IDS)
+
+
+def metrics(gold: list[str], pred: list[Any]) -> str:
+    """acc / macro-F1 as text."""
+    m = classification_metrics(gold, [None if p is None else str(p) for p in pred], SEGS)
+    return f"acc {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}"
+
+
+def embed(texts: dict[str, list[str]]) -> tuple[dict[str, np.ndarray], float]:
+    """Mean unit embedding of each user's events (subject + first 500 chars), and seconds per user."""
+    from llm_labeler.backends.embedding import EmbeddingModel
+
+    model = EmbeddingModel()
+    started = time.perf_counter()
+    out = {}
+    for uid, items in texts.items():
+        v = model.encode([t[:500] for t in items[-30:]]).mean(axis=0)
+        out[uid] = v / (np.linalg.norm(v) or 1.0)
+    return out, (time.perf_counter() - started) / max(len(texts), 1)
+
+
+def main() -> None:
+    """Learning curve and variants."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--sizes", default="100,300,1000")
+    p.add_argument("--no-embeddings", action="store_true")
+    args = p.parse_args()
+    users = ng.load_users()
+    train_side, test_side = ng.split_users(users, 0.3, seed=0)
+    gold = {u.user_id: u.gold_coarse for u in users}
+    texts = {u.user_id: [f"{e['item_title'] or ''} {e['text'] or ''}" for e in u.events] for u in users}
+    with Store(args.db) as store:
+        sq.refresh_docs(store)
+        docs = sq.docs_for(store, list(gold))
+        labels = {r["user_id"]: r for r in store.labels(args.run)}
+    usable = {
+        u: r for u, r in labels.items() if r["primary_segment"] and not r["abstained"] and not r["error"]
+    }
+    train_ids = [u.user_id for u in train_side if u.user_id in usable]
+    test_ids = [u.user_id for u in test_side if u.user_id in labels]
+    unlabeled = [u.user_id for u in train_side if u.user_id not in labels]
+    X = {u: [docs.get(u, ("", ""))[0], docs.get(u, ("", ""))[1]] for u in gold}
+
+    def xs(ids: list[str]) -> np.ndarray:
+        return np.array([X[u] for u in ids], dtype=object)
+
+    g_test = [gold[u] for u in test_ids]
+    print(
+        f"run {args.run}: {len(labels)} labeled users ({len(usable)} usable); train side {len(train_ids)} "
+        f"labeled + {len(unlabeled)} unlabeled; test side {len(test_ids)} labeled users"
+    )
+    print(
+        f"llm labels on the test users:   {metrics(g_test, [labels[u]['primary_segment'] for u in test_ids])}"
+    )
+    emb, emb_s = ({}, 0.0) if args.no_embeddings else embed({u: texts[u] for u in gold})
+    if emb:
+        print(
+            f"(MiniLM embeddings: {emb_s * 1000:.0f} ms a user; the student's own features: see bench_score)"
+        )
+    for n in [int(s) for s in args.sizes.split(",")]:
+        ids = sorted(train_ids, key=lambda u: ng._hash_rank(1, u))[:n]
+        if len(ids) < n:
+            print(
+                f"\nN={n}: only {len(ids)} labeled train-side users exist in this run: N={len(ids)} instead"
+            )
+        run_size(ids, usable, gold, xs, test_ids, g_test, unlabeled, emb)
+
+
+def run_size(
+    ids: list[str],
+    usable: dict[str, Any],
+    gold: dict[str, str],
+    xs: Any,
+    test_ids: list[str],
+    g_test: list[str],
+    unlabeled: list[str],
+    emb: dict[str, np.ndarray],
+) -> None:
+    """Every variant for one N."""
+    y = np.array([usable[u]["primary_segment"] for u in ids])
+    w = np.array([max(usable[u]["confidence"], 1e-3) for u in ids])
+    Xtr, Xte = xs(ids), xs(test_ids)
+    print(
+        f"\nN={len(ids)} (LLM labels vs gold on these train users: {metrics([gold[u] for u in ids], list(y))})"
+    )
+    est = StudentClassifier().fit(Xtr, y, sample_weight=w)
+    print(f"  student        {metrics(g_test, list(est.predict(Xte)))}")
+    q = w >= np.median(w)
+    print(
+        f"  conf>=q50      {metrics(g_test, list(StudentClassifier().fit(Xtr[q], y[q], sample_weight=w[q]).predict(Xte)))}  ({q.sum()} users)"
+    )
+    oof = cross_val_predict_student(StudentClassifier(), Xtr, y, w, 5)
+    if oof is not None:
+        keep = (oof == y) | ~np.isin(y, y[oof == y])
+        st = StudentClassifier().fit(Xtr[keep], y[keep], sample_weight=w[keep])
+        print(f"  self-train     {metrics(g_test, list(st.predict(Xte)))}  (kept {keep.sum()} of {len(y)})")
+    if unlabeled:
+        Xu = xs(unlabeled)
+        pu = est.predict_proba(Xu)
+        conf = pu.max(axis=1) >= 0.7
+        Xp = np.concatenate([Xtr, Xu[conf]])
+        yp = np.concatenate([y, est.classes_[pu.argmax(axis=1)][conf]])
+        wp = np.concatenate([w, pu.max(axis=1)[conf]])
+        ps = StudentClassifier().fit(Xp, yp, sample_weight=wp)
+        print(
+            f"  pseudo         {metrics(g_test, list(ps.predict(Xte)))}  (+{conf.sum()} pseudo-labeled users)"
+        )
+    if emb:
+        feats = est.features_
+        Etr = np.vstack([emb[u] for u in ids])
+        Ete = np.vstack([emb[u] for u in test_ids])
+        Ftr, Fte = (
+            sp.hstack([feats.transform(Xtr), sp.csr_matrix(Etr)]).tocsr(),
+            sp.hstack([feats.transform(Xte), sp.csr_matrix(Ete)]).tocsr(),
+        )
+        lr = LogisticRegression(C=10.0, class_weight="balanced", solver="newton-cg", max_iter=1000)
+        print(f"  +emb           {metrics(g_test, list(lr.fit(Ftr, y, sample_weight=w).predict(Fte)))}")
+    yg = np.array([gold[u] for u in ids])
+    print(f"  gold-trained   {metrics(g_test, list(StudentClassifier().fit(Xtr, yg).predict(Xte)))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Bulk scoring with a distilled student: streaming from DuckDB, parallel featurization, LLM fallback cascade."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import InputError
+from .labeling import LabelConfig, Progress, label_users
+from .mlkit import classification_metrics, load_student
+from .schemas import Taxonomy, load_taxonomy
+from .store import Store
+from .store import scores as sq
+
+__all__ = ["FallbackReport", "ScoreReport", "load_model", "predict_batch", "score_users"]
+
+
+@dataclass
+class FallbackReport:
+    """What the LLM fallback did for the uncertain users."""
+
+    backend: str
+    margin: float
+    sent: int
+    run_id: str | None
+    calls: int
+    cache_hits: int
+    failed_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    llm_s: float
+    wall_s: float
+    replaced: int
+    cost_usd: float | None = None
+
+
+@dataclass
+class ScoreReport:
+    """A finished scoring run."""
+
+    run_id: str
+    model_version: str
+    users_in_filter: int
+    scored: int
+    unchanged: int
+    docs_rebuilt: int
+    wall_s: float
+    users_per_s: float
+    segments: dict[str, int]
+    out: str | None = None
+    rows_out: int = 0
+    fallback: FallbackReport | None = None
+    gold: dict[str, Any] = field(default_factory=dict)
+    agreement: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model(path: str | Path, taxonomy: Taxonomy | None = None) -> tuple[Any, dict[str, Any], Taxonomy]:
+    """(estimator, metadata, taxonomy); refuses a model made for another taxonomy than the one given."""
+    est, meta = load_student(path)
+    own = Taxonomy.model_validate(meta["taxonomy"])
+    if taxonomy is not None and taxonomy.content_hash() != meta["taxonomy_hash"]:
+        raise InputError(
+            f"model {path} was distilled for taxonomy {meta['taxonomy_name']!r} "
+            f"(hash {meta['taxonomy_hash'][:12]}), not {taxonomy.name!r} (hash {taxonomy.content_hash()[:12]}): "
+            "distill a model for this taxonomy, or score with the model's own"
+        )
+    return est, meta, taxonomy or own
+
+
+def predict_batch(est: Any, segments: list[str], batch: Any) -> np.ndarray:
+    """Probabilities (float32, columns in taxonomy order) for an Arrow batch with doc and meta columns."""
+    proba = est.predict_proba(batch)
+    out = np.zeros((proba.shape[0], len(segments)), dtype=np.float32)
+    index = {s: i for i, s in enumerate(segments)}
+    for j, cls in enumerate(est.classes_):
+        out[:, index[str(cls)]] = proba[:, j]
+    return out
+
+
+def _score_table(batch: Any, probs: np.ndarray, segments: list[str], version: str, run_id: str) -> pa.Table:
+    n = probs.shape[0]
+    top2 = -np.partition(-probs, 1, axis=1)[:, :2] if probs.shape[1] > 1 else np.c_[probs, np.zeros(n)]
+    flat = pa.array(probs.ravel(), pa.float32())
+    return pa.table(
+        {
+            "user_id": batch.column("user_id"),
+            "model_version": pa.array([version] * n, pa.string()),
+            "history_hash": batch.column("history_hash"),
+            "segment": pa.array(segments, pa.string()).take(pa.array(np.argmax(probs, axis=1))),
+            "confidence": pa.array(top2[:, 0], pa.float32()),
+            "margin": pa.array(top2[:, 0] - top2[:, 1], pa.float32()),
+            "probabilities": pa.FixedSizeListArray.from_arrays(flat, len(segments)),
+            "source": pa.array(["student"] * n, pa.string()),
+            "score_run": pa.array([run_id] * n, pa.string()),
+        }
+    )
+
+
+def _pipeline(est: Any, segments: list[str], reader: Any, workers: int) -> Iterator[tuple[Any, np.ndarray]]:
+    """(batch, probabilities) in order, featurizing up to `workers` batches at once (numpy frees the GIL)."""
+    if workers <= 1:
+        for batch in reader:
+            yield batch, predict_batch(est, segments, batch)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: list[tuple[Any, Future[np.ndarray]]] = []
+        for batch in reader:
+            pending.append((batch, pool.submit(predict_batch, est, segments, batch)))
+            if len(pending) > workers:
+                b, f = pending.pop(0)
+                yield b, f.result()
+        for b, f in pending:
+            yield b, f.result()
+
+
+def score_users(
+    store: Store,
+    model_path: str | Path,
+    taxonomy: Taxonomy | None = None,
+    sql_filter: str | None = None,
+    out: str | Path | None = None,
+    fallback: str | None = None,
+    margin: float = 0.1,
+    full: bool = False,
+    batch_size: int = 20_000,
+    workers: int = 2,
+    progress: Callable[[Progress], None] | None = None,
+    fallback_config: LabelConfig | None = None,
+) -> ScoreReport:
+    """Score every (filtered) user whose history changed since this model last scored them; Parquet on request."""
+    est, meta, tax = load_model(model_path, taxonomy)
+    segments, version = list(meta["segments"]), meta["model_version"]
+    where = sq.user_filter(store, sql_filter)
+    started = time.perf_counter()
+    run_id = store.start_run(
+        "score",
+        "student",
+        version,
+        tax.name,
+        meta["taxonomy_hash"],
+        {"model": str(model_path), "users": sql_filter, "fallback": fallback, "margin": margin, "full": full},
+    )
+    rebuilt = sq.refresh_docs(store)
+    in_filter = sq.count_users(store, where)
+    todo = sq.prepare_scores(store, version, where, full)
+    counts = _run_scoring(store, est, segments, version, run_id, where, todo, batch_size, workers, progress)
+    wall = time.perf_counter() - started
+    report = ScoreReport(
+        run_id,
+        version,
+        in_filter,
+        todo,
+        in_filter - todo,
+        rebuilt,
+        round(wall, 3),
+        round(todo / wall, 1) if wall else 0.0,
+        dict(counts),
+    )
+    report.gold["student"] = _gold_figures(store, tax, version, where)
+    report.agreement["student"] = _agreement(store, version, where, meta.get("source_run"), tax)
+    if fallback:
+        config = fallback_config or LabelConfig(backend=fallback)
+        report.fallback = _fallback(store, tax, version, where, config, margin)
+        report.gold["cascade"] = _gold_figures(store, tax, version, where)
+        report.agreement["cascade"] = _agreement(store, version, where, meta.get("source_run"), tax)
+    if out:
+        report.out, report.rows_out = str(out), sq.scores_to_parquet(store, version, segments, where, out)
+    store.finish_run(
+        run_id, "done", {"users": todo, "wall_s": report.wall_s, "users_per_s": report.users_per_s}
+    )
+    return report
+
+
+def _run_scoring(
+    store: Store,
+    est: Any,
+    segments: list[str],
+    version: str,
+    run_id: str,
+    where: str,
+    todo: int,
+    batch_size: int,
+    workers: int,
+    progress: Callable[[Progress], None] | None,
+) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    cur, reader = sq.docs_reader(store, version, where, batch_size)
+    writer = store.con.cursor()  # the reader's cursor stays busy streaming; writes go through their own
+    done = 0
+    try:
+        for batch, probs in _pipeline(est, segments, reader, workers):
+            table = _score_table(batch, probs, segments, version, run_id)
+            sq.write_scores(writer, table)
+            counts.update(dict(zip(*np.unique(np.argmax(probs, axis=1), return_counts=True))))
+            done += batch.num_rows
+            if progress:
+                progress(Progress("score", done, todo))
+    finally:
+        cur.close()
+        writer.close()
+    return Counter({segments[int(k)]: int(v) for k, v in counts.items()})
+
+
+def _fallback(
+    store: Store, tax: Taxonomy, version: str, where: str, config: LabelConfig, margin: float
+) -> FallbackReport:
+    """Send users whose top-two margin is below `margin` to the LLM; its labels replace the student's."""
+    uncertain = sq.uncertain_users(store, version, where, margin)
+    backend = config.backend
+    if not uncertain:
+        return FallbackReport(backend, margin, 0, None, 0, 0, 0, 0, 0, 0.0, 0.0, 0)
+    result = label_users(store, tax, config, users=uncertain, kind="fallback")
+    replaced = sq.apply_llm_labels(store, version, result.run_id, tax.ids)
+    s = result.stats
+    return FallbackReport(
+        backend,
+        margin,
+        len(uncertain),
+        result.run_id,
+        s["calls"],
+        s["cache_hits"],
+        s["failed_calls"],
+        s["prompt_tokens"],
+        s["completion_tokens"],
+        s["llm_s"],
+        s["wall_s"],
+        replaced,
+        s.get("cost_usd"),
+    )
+
+
+def _gold_figures(store: Store, tax: Taxonomy, version: str, where: str) -> dict[str, Any]:
+    gold = store.gold(tax.name)
+    if not gold:
+        return {}
+    pred = sq.segments_of(store, version, where, list(gold))
+    ids = [u for u in gold if u in pred]
+    return classification_metrics([gold[u][0] for u in ids], [pred[u] for u in ids], tax.ids) if ids else {}
+
+
+def _agreement(store: Store, version: str, where: str, run_id: str | None, tax: Taxonomy) -> dict[str, Any]:
+    """Student (or cascade) vs the LLM labels of the model's source run, on the users both have."""
+    if not run_id:
+        return {}
+    llm = {r["user_id"]: r["primary_segment"] for r in store.labels(run_id) if r["primary_segment"]}
+    pred = sq.segments_of(store, version, where, list(llm))
+    ids = [u for u in llm if u in pred]
+    return classification_metrics([llm[u] for u in ids], [pred[u] for u in ids], tax.ids) if ids else {}
+
+
+def taxonomy_arg(path: str | Path | None) -> Taxonomy | None:
+    """The taxonomy a user named with --taxonomy, if any."""
+    return load_taxonomy(path) if path else None

@@ -1,0 +1,290 @@
+"""SQL for the student: per-user history documents, registered models, bulk scores, label exports.
+
+Histories are aggregated once into `user_docs` (rebuilt only for users whose history_hash changed), so bulk
+scoring is a plain streaming scan; `scores` keeps one row per (model_version, user_id) with the history_hash it
+saw, so a rerun rescores only users whose history changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..errors import InputError, StoreError
+from . import Store
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "count_users",
+    "docs_for",
+    "docs_reader",
+    "export_labels",
+    "get_model",
+    "latest_model",
+    "prepare_scores",
+    "refresh_docs",
+    "register_model",
+    "scores_for",
+    "scores_to_parquet",
+    "write_scores",
+]
+
+SCORE_COLUMNS = (
+    "user_id",
+    "model_version",
+    "history_hash",
+    "segment",
+    "confidence",
+    "margin",
+    "probabilities",
+    "source",
+    "score_run",
+)
+# Whole history, oldest first; meta carries event types and categories as tokens for the count features.
+_DOC_SQL = """
+SELECT e.user_id, any_value(u.history_hash) AS history_hash,
+       string_agg(concat_ws(' ', e.item_title, e.text), ' \n ' ORDER BY e.ts NULLS LAST, e.row_hash) AS doc,
+       string_agg(concat_ws(' ', 'type:' || e.event_type, 'cat:' || replace(e.item_category, ' ', '_')), ' '
+                  ORDER BY e.ts NULLS LAST, e.row_hash) AS meta,
+       count(*) AS n_events
+FROM events e JOIN users u USING (user_id)
+WHERE e.user_id >= ? AND e.user_id <= ? AND e.user_id IN (SELECT user_id FROM _stale WHERE k = ?)
+GROUP BY e.user_id
+"""
+
+
+def user_filter(store: Store, sql_filter: str | None) -> str:
+    """A validated `user_id IN (...)` clause for a --users SQL filter over the users table ('TRUE' if none)."""
+    if not sql_filter:
+        return "TRUE"
+    try:
+        store.con.execute(f"SELECT count(*) FROM users WHERE {sql_filter}").fetchone()
+    except duckdb.Error as exc:
+        raise InputError(f"--users filter is not a valid SQL condition on the users table: {exc}") from exc
+    return f"user_id IN (SELECT user_id FROM users WHERE {sql_filter})"
+
+
+def count_users(store: Store, where: str) -> int:
+    """Users matching a clause from user_filter."""
+    row = store.con.execute(f"SELECT count(*) FROM users WHERE {where}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def refresh_docs(store: Store, chunk_users: int = 200_000) -> int:
+    """Rebuild user_docs for users whose history changed, in user-id ranges so memory stays bounded."""
+    con = store.con
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _stale AS SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1) // ? "
+        "AS k FROM users u WHERE NOT EXISTS (SELECT 1 FROM user_docs d WHERE d.user_id = u.user_id "
+        "AND d.history_hash = u.history_hash)",
+        [chunk_users],
+    )
+    ranges = con.execute("SELECT k, min(user_id), max(user_id) FROM _stale GROUP BY k ORDER BY k").fetchall()
+    for k, lo, hi in ranges:
+        with store.transaction():
+            con.execute(
+                "DELETE FROM user_docs WHERE user_id IN (SELECT user_id FROM _stale WHERE k = ?)", [k]
+            )
+            con.execute(
+                f"INSERT INTO user_docs (user_id, history_hash, doc, meta, n_events) {_DOC_SQL}", [lo, hi, k]
+            )
+    row = con.execute("SELECT count(*) FROM _stale").fetchone()
+    con.execute("DROP TABLE _stale")
+    return int(row[0]) if row else 0
+
+
+def docs_for(store: Store, user_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """(doc, meta) of the given users, from user_docs (call refresh_docs first)."""
+    rows = store.con.execute(
+        "SELECT user_id, doc, meta FROM user_docs WHERE user_id IN (SELECT unnest(?))", [user_ids]
+    ).fetchall()
+    return {r[0]: (r[1] or "", r[2] or "") for r in rows}
+
+
+def prepare_scores(store: Store, model_version: str, where: str, full: bool) -> int:
+    """Drop this model's rows that must be redone (all in the filter if full, else stale ones); returns #to score."""
+    stale = (
+        ""
+        if full
+        else "AND s.history_hash IS DISTINCT FROM (SELECT history_hash FROM users u WHERE u.user_id = s.user_id)"
+    )
+    store.con.execute(
+        f"DELETE FROM scores s WHERE model_version = ? AND {where} {stale}",
+        [model_version],
+    )
+    row = store.con.execute(
+        f"SELECT count(*) FROM user_docs d WHERE {where} AND NOT EXISTS "
+        "(SELECT 1 FROM scores s WHERE s.model_version = ? AND s.user_id = d.user_id)",
+        [model_version],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def docs_reader(store: Store, model_version: str, where: str, batch_size: int) -> Any:
+    """Stream (user_id, history_hash, doc, meta) of users with no current score, on a separate cursor."""
+    cur = store.con.cursor()
+    sql = (
+        f"SELECT d.user_id, d.history_hash, d.doc, d.meta FROM user_docs d WHERE {where} AND NOT EXISTS "
+        "(SELECT 1 FROM scores s WHERE s.model_version = ? AND s.user_id = d.user_id)"
+    )
+    return cur, cur.sql(sql, params=[model_version]).to_arrow_reader(batch_size)
+
+
+def write_scores(con: Any, table: Any) -> None:
+    """Append one Arrow table of scores (columns in SCORE_COLUMNS order)."""
+    con.register("_scores_in", table)
+    try:
+        con.execute(f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM _scores_in")
+    finally:
+        con.unregister("_scores_in")
+
+
+def scores_for(store: Store, model_version: str, user_ids: list[str]) -> list[dict[str, Any]]:
+    """Stored scores of some users for one model."""
+    return store.query(
+        "SELECT * FROM scores WHERE model_version = ? AND user_id IN (SELECT unnest(?)) ORDER BY user_id",
+        [model_version, user_ids],
+    )
+
+
+def scores_to_parquet(
+    store: Store, model_version: str, segments: list[str], where: str, out: str | Path
+) -> int:
+    """Write this model's scores for the filtered users to Parquet, one probability column per segment."""
+    probs = ", ".join(f'probabilities[{i + 1}] AS "p_{s}"' for i, s in enumerate(segments))
+    sql = (
+        f"SELECT user_id, segment, confidence, margin, {probs}, source, model_version, history_hash, scored_at "
+        f"FROM scores WHERE model_version = '{model_version}' AND {where} ORDER BY user_id"
+    )
+    store.copy_to_parquet(sql, out)
+    row = store.con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+    return int(row[0]) if row else 0
+
+
+def register_model(
+    store: Store, version: str, path: str, meta: dict[str, Any], report: dict[str, Any]
+) -> None:
+    """Remember a distilled model (and its report) in the store."""
+    store.con.execute(
+        "INSERT OR REPLACE INTO student_models (model_version, path, source_run, taxonomy_name, taxonomy_hash, "
+        "segments, metadata, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            version,
+            str(Path(path).resolve()),
+            meta.get("source_run"),
+            meta.get("taxonomy_name"),
+            meta.get("taxonomy_hash"),
+            json.dumps(meta.get("segments")),
+            json.dumps(meta, default=str),
+            json.dumps(report, default=str),
+        ],
+    )
+
+
+def get_model(store: Store, version: str) -> dict[str, Any] | None:
+    """One registered model row (JSON decoded)."""
+    rows = store.query("SELECT * FROM student_models WHERE model_version = ?", [version])
+    if not rows:
+        return None
+    r = rows[0]
+    return {**r, **{k: json.loads(r[k]) for k in ("segments", "metadata", "report") if r[k]}}
+
+
+def latest_model(store: Store) -> dict[str, Any]:
+    """The newest registered model; an error when there is none."""
+    row = store.con.execute(
+        "SELECT model_version FROM student_models ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
+    if not row:
+        raise StoreError(f"no distilled model in {store.path}; run distill first or pass --model")
+    model = get_model(store, str(row[0]))
+    assert model is not None
+    return model
+
+
+def export_labels(store: Store, run_id: str, min_confidence: float, out: Path, fmt: str) -> int:
+    """A run's usable labels (human review overrides applied) to parquet, csv or jsonl; returns the row count."""
+    sql = f"""
+        SELECT l.user_id,
+               coalesce(json_extract_string(g.segments, '$[0]'), l.primary_segment) AS segment,
+               CASE WHEN g.user_id IS NULL THEN CAST(l.segments AS JSON)::VARCHAR[]
+                    ELSE CAST(g.segments AS JSON)::VARCHAR[] END AS segments,
+               CASE WHEN g.user_id IS NULL THEN l.confidence ELSE 1.0 END AS confidence,
+               CASE WHEN g.user_id IS NULL THEN 'llm' ELSE g.source END AS label_source,
+               l.model_id AS source_model, l.prompt_name, l.prompt_version, l.prompt_hash, l.taxonomy_name,
+               l.taxonomy_hash, l.run_id
+        FROM labels l
+        LEFT JOIN gold g ON g.user_id = l.user_id AND g.taxonomy_name = l.taxonomy_name
+                        AND g.source LIKE 'review:%'
+        WHERE l.run_id = '{run_id.replace("'", "''")}' AND l.error IS NULL
+          AND ((NOT l.abstained AND l.primary_segment IS NOT NULL AND l.confidence >= {float(min_confidence)})
+               OR g.user_id IS NOT NULL)
+        ORDER BY l.user_id
+    """
+    if fmt == "csv":
+        sql = f"SELECT * EXCLUDE (segments), array_to_string(segments, '|') AS segments FROM ({sql})"
+    options = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json"}[fmt]
+    store.con.execute(f"COPY ({sql}) TO '{str(out).replace(chr(39), chr(39) * 2)}' ({options})")
+    row = store.con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+    return int(row[0]) if row else 0
+
+
+def segments_of(store: Store, model_version: str, where: str, user_ids: list[str]) -> dict[str, str]:
+    """user -> stored segment for one model (student or LLM fallback), among the filtered users."""
+    rows = store.con.execute(
+        f"SELECT user_id, segment FROM scores WHERE model_version = ? AND {where} "
+        "AND user_id IN (SELECT unnest(?))",
+        [model_version, user_ids],
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def uncertain_users(store: Store, model_version: str, where: str, margin: float) -> list[str]:
+    """Filtered users the student scored with a top-two margin below `margin` (LLM answers excluded)."""
+    rows = store.con.execute(
+        f"SELECT user_id FROM scores WHERE model_version = ? AND {where} AND source = 'student' "
+        "AND margin < ? ORDER BY margin, user_id",
+        [model_version, margin],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def apply_llm_labels(store: Store, model_version: str, run_id: str, segments: list[str]) -> int:
+    """Replace the student's answer with a fallback run's non-abstaining labels; returns rows replaced."""
+    probs = ", ".join(
+        f"coalesce(CAST(json_extract(l.probabilities, '$.\"{s}\"') AS FLOAT), 0)" for s in segments
+    )
+    with store.transaction():
+        rows = store.con.execute(
+            f"""
+            UPDATE scores s SET segment = l.primary_segment, confidence = l.confidence,
+                   probabilities = [{probs}], margin = NULL, source = 'llm:' || l.run_id
+            FROM labels l
+            WHERE l.run_id = ? AND l.user_id = s.user_id AND s.model_version = ? AND NOT l.abstained
+              AND l.error IS NULL AND l.primary_segment IS NOT NULL
+            RETURNING s.user_id
+            """,
+            [run_id, model_version],
+        ).fetchall()
+    return len(rows)
+
+
+def review_gold(store: Store, taxonomy_name: str) -> dict[str, str]:
+    """Human corrections (gold imported by `review import`): user -> segment."""
+    rows = store.con.execute(
+        "SELECT user_id, segments FROM gold WHERE taxonomy_name = ? AND source LIKE 'review:%'",
+        [taxonomy_name],
+    ).fetchall()
+    return {r[0]: json.loads(r[1])[0] for r in rows if json.loads(r[1])}
+
+
+def dataset_gold(store: Store, taxonomy_name: str) -> dict[str, str]:
+    """Gold that did not come from reviewing this tool's labels (a data set's own labels): user -> segment."""
+    rows = store.con.execute(
+        "SELECT user_id, segments FROM gold WHERE taxonomy_name = ? AND source NOT LIKE 'review:%'",
+        [taxonomy_name],
+    ).fetchall()
+    return {r[0]: json.loads(r[1])[0] for r in rows if json.loads(r[1])}
