@@ -1,37 +1,29 @@
-"""Orchestration of a labeling run: cache lookups, scorer calls, calibration, labels, provenance."""
+"""Orchestration of a labeling run: cache lookups, scorer calls, calibration, labels, provenance.
+
+For hosted backends the generated (json) scorer's calls run concurrently (`concurrency`), paced by a
+requests/tokens-per-minute limiter, within a cost budget (`max_cost`), with PII redacted before any text leaves the
+machine; each call is committed as it arrives, so a killed run keeps everything it paid for.
+"""
 
 from __future__ import annotations
 
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from .backends import get_backend
 from .backends.base import ChoiceScorer
 from .errors import ConfigError
-from .profiles import Profiler
-from .schemas import Event, SegmentAssignment, Taxonomy
-from .segments import (
-    EmbeddingScorer,
-    JsonScorer,
-    NextTokenScorer,
-    Scorer,
-    ScoreResult,
-    ScorerSpec,
-    cache_key,
-    combine,
-)
+from .labelrun import LabelRun
+from .schemas import Taxonomy
+from .segments import EmbeddingScorer, JsonScorer, NextTokenScorer, Scorer, ScorerSpec
 from .settings import DEFAULT_BACKEND
-from .store import CallRecord, LabelRecord, Store
-from .structured import Usage
+from .store import LabelRecord, Store
+from .structured import RateLimiter
 
-__all__ = ["LabelConfig", "Progress", "RunResult", "build_scorers", "default_specs", "label_users"]
-
-MIN_BATCH_FOR_CALIBRATION = 20
+__all__ = ["LabelConfig", "Progress", "RunResult", "build_scorers", "default_specs", "label_users", "plan"]
 
 
 @dataclass
@@ -50,6 +42,17 @@ class LabelConfig:
     prompt_segment: str | None = None  # prompt name/version/path for the llm scorer
     prompt_json: str | None = None
     prompt_profile: str | None = None
+    # Hosted backends: parallel calls, pacing, budget, privacy, confidence.
+    concurrency: int = 1
+    rpm: int | None = None  # requests per minute (default: the backend id's ?rpm=)
+    tpm: int | None = None  # tokens per minute (default: the backend id's ?tpm=)
+    max_cost: float | None = None  # USD; the run stops before a call could cross it
+    prices: str | None = None  # price table YAML (default: built-in + $LLM_LABELER_PRICES)
+    redact: bool | None = None  # None: on for backends that are not local
+    redact_patterns: dict[str, str] = field(default_factory=dict)  # extra name -> regex
+    samples: int = 1  # >1: k-sample self-consistency for the json scorer
+    max_tokens: int = 120  # bound on each generated answer
+    timeout: float = 60.0  # seconds per HTTP call
 
 
 @dataclass
@@ -91,6 +94,8 @@ def build_scorers(
     specs = config.scorers or default_specs(backend, has_emb)
     if config.scorers is None and not has_emb:
         notes.append("sentence-transformers is not installed: labeling with the LLM alone (lower quality)")
+    if any(s.name == "json" for s in specs):
+        notes += _capability_notes(config, backend)
     scorers: dict[str, Scorer] = {}
     for spec in specs:
         if spec.name == "llm":
@@ -110,288 +115,42 @@ def build_scorers(
         elif spec.name == "json":
             prompt = load_prompt(config.prompt_json) if config.prompt_json else None
             scorers["json"] = JsonScorer(
-                backend, taxonomy, prompt, config.budget_tokens, config.max_chars_per_event
+                backend,
+                taxonomy,
+                prompt,
+                config.budget_tokens,
+                config.max_chars_per_event,
+                max_tokens=config.max_tokens,
+                timeout=config.timeout,
+                samples=config.samples,
+                limiter=_limiter(config, backend),
             )
         else:
             raise ConfigError(f"unknown scorer {spec.name!r}; scorers: llm, embedding, json")
     return scorers, specs, notes
 
 
-@dataclass
-class _Tally:
-    calls: int = 0
-    cache_hits: int = 0
-    failed_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    llm_seconds: float = 0.0
-
-    def add(self, usage: Usage) -> None:
-        self.calls += 1
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.llm_seconds += usage.latency_ms / 1000
-
-
-class _Run:
-    """State of one labeling run."""
-
-    def __init__(
-        self,
-        store: Store,
-        taxonomy: Taxonomy,
-        config: LabelConfig,
-        kind: str,
-        progress: Callable[[Progress], None] | None,
-        run_id: str | None,
-    ) -> None:
-        self.store, self.taxonomy, self.config = store, taxonomy, config
-        self.progress = progress or (lambda p: None)
-        self.scorers, self.specs, self.notes = build_scorers(config, taxonomy)
-        self.tax_hash = taxonomy.content_hash()
-        self.profiler = (
-            Profiler(
-                get_backend(config.backend),
-                None if not config.prompt_profile else _prompt(config.prompt_profile),
-            )
-            if config.profile
-            else None
+def _capability_notes(config: LabelConfig, backend: Any) -> list[str]:
+    """Explicit degradation: what this backend cannot do and what the run does instead."""
+    caps, who, notes = backend.capabilities, backend.backend_id, []
+    if not caps.json_schema:
+        notes.append(f"{who} has no schema-constrained decoding: JSON mode + validation with re-asks")
+    if not caps.logprobs and config.samples <= 1:
+        notes.append(
+            f"{who} returns no logprobs: json confidence is the model's own number "
+            "(--samples K gives k-sample self-consistency)"
         )
-        self.primary = next(iter(self.scorers.values()))
-        self._remember()
-        self.run_id = store.start_run(
-            kind,
-            config.backend,
-            self.primary.model_id,
-            taxonomy.name,
-            self.tax_hash,
-            self._config_json(),
-            run_id,
+    if config.concurrency > caps.concurrency:
+        notes.append(
+            f"{who} takes {caps.concurrency} call(s) at a time: --concurrency {config.concurrency} lowered"
         )
-        self.tally = _Tally()
-        self.results: dict[str, dict[str, ScoreResult]] = {}
-        self.evidence: dict[str, list[str]] = {}
-        self.call_ids: dict[str, list[str]] = {}
-        self.empty: set[str] = set()
-
-    def _remember(self) -> None:
-        self.store.remember_taxonomy(self.tax_hash, self.taxonomy.name, self.taxonomy.model_dump(mode="json"))
-        for s in [*self.scorers.values(), self.profiler]:
-            prompt = getattr(s, "prompt", None)
-            if prompt is not None:
-                self.store.remember_prompt(prompt.hash, prompt.name, prompt.version, prompt.template)
-
-    def _config_json(self) -> dict[str, Any]:
-        cfg = asdict(self.config)
-        cfg["scorers"] = [asdict(s) for s in self.specs]
-        cfg["models"] = {name: s.model_id for name, s in self.scorers.items()}
-        cfg["prompts"] = {name: s.prompt.ref for name, s in self.scorers.items() if s.prompt}
-        return cfg
-
-    # -- scoring ------------------------------------------------------------------------------------------
-    def score_chunk(self, events: dict[str, list[Event]]) -> None:
-        for name, scorer in self.scorers.items():
-            self._score_with(name, scorer, events)
-        if self.profiler:
-            self._profiles(events)
-
-    def _score_with(self, name: str, scorer: Scorer, events: dict[str, list[Event]]) -> None:
-        params = getattr(scorer, "params", {})
-        keys, todo = {}, []
-        for uid, evs in events.items():
-            request = scorer.request_text(evs)
-            if not request:
-                self.empty.add(uid)
-                continue
-            keys[uid] = cache_key(scorer, self.tax_hash, params, request)
-        hits = self.store.cached(keys.values())
-        for uid, key in keys.items():
-            row = hits.get(key)
-            if row is None:
-                todo.append((uid, events[uid]))
-                continue
-            parsed = row["parsed"] or {}
-            self._keep(
-                name,
-                ScoreResult(
-                    uid,
-                    parsed.get("scores"),
-                    evidence=parsed.get("evidence") or {},
-                    rationale=parsed.get("rationale") or "",
-                ),
-            )
-            self._record(
-                scorer, ScoreResult(uid, parsed.get("scores"), raw=row["raw_output"] or ""), key, hit=True
-            )
-        for result in scorer.score(todo):
-            self._record(scorer, result, keys[result.user_id], hit=False)
-            if result.error is None:
-                self._keep(name, result)
-
-    def _keep(self, name: str, result: ScoreResult) -> None:
-        self.results.setdefault(result.user_id, {})[name] = result
-
-    def _record(self, scorer: Scorer, result: ScoreResult, key: str, hit: bool) -> None:
-        prompt = scorer.prompt
-        call = CallRecord(
-            run_id=self.run_id,
-            user_id=result.user_id,
-            stage=scorer.stage,
-            cache_key=key,
-            backend=scorer.backend_id,
-            model_id=scorer.model_id,
-            prompt_name=prompt.name if prompt else "",
-            prompt_version=prompt.version if prompt else "",
-            prompt_hash=prompt.hash if prompt else "",
-            taxonomy_hash=self.tax_hash,
-            request="" if hit else result.request,
-            raw_output=result.raw,
-            parsed=None if hit else result.parsed(),
-            prompt_tokens=0 if hit else result.usage.prompt_tokens,
-            completion_tokens=0 if hit else result.usage.completion_tokens,
-            latency_ms=0.0 if hit else result.usage.latency_ms,
-            attempts=0 if hit else result.attempts,
-            error=result.error,
-            cache_hit=hit,
-        )
-        self.store.record_call(call)
-        self.call_ids.setdefault(result.user_id, []).append(call.call_id)
-        if hit:
-            self.tally.cache_hits += 1
-        else:
-            self.tally.add(result.usage)
-            self.tally.failed_calls += result.error is not None
-
-    def _profiles(self, events: dict[str, list[Event]]) -> None:
-        assert self.profiler is not None
-        for uid, evs in events.items():
-            request, _, _ = self.profiler.request(evs)
-            if not request:
-                continue
-            key = self.profiler.cache_key(request)
-            row = self.store.cached([key]).get(key)
-            if row is not None:
-                self.tally.cache_hits += 1
-                self.store.write_profile(
-                    self.run_id, uid, row["call_id"], row["parsed"]["profile"], row["parsed"]["dropped"]
-                )
-                continue
-            res = self.profiler.profile(uid, evs)
-            parsed: dict[str, Any] = {
-                "profile": res.profile.model_dump() if res.profile else None,
-                "dropped": res.evidence_dropped,
-            }
-            call = CallRecord(
-                self.run_id,
-                uid,
-                "profile",
-                key,
-                self.profiler.backend_id,
-                self.profiler.model_id,
-                self.profiler.prompt.name,
-                self.profiler.prompt.version,
-                self.profiler.prompt.hash,
-                "",
-                request,
-                res.raw,
-                parsed,
-                res.usage.prompt_tokens,
-                res.usage.completion_tokens,
-                res.usage.latency_ms,
-                res.attempts,
-                res.error,
-            )
-            self.store.record_call(call)
-            self.tally.add(res.usage)
-            if res.profile is not None:
-                self.store.write_profile(
-                    self.run_id, uid, call.call_id, parsed["profile"], res.evidence_dropped
-                )
-
-    # -- labels -------------------------------------------------------------------------------------------------
-    def calibration(self) -> dict[str, np.ndarray]:
-        """Per scorer: the mean score over this batch of users, or over stored calls, or an empty-history prompt."""
-        out: dict[str, np.ndarray] = {}
-        for name, scorer in self.scorers.items():
-            rows = [r[name].scores for r in self.results.values() if name in r and r[name].scores]
-            if len(rows) < MIN_BATCH_FOR_CALIBRATION:
-                rows += self._stored_scores(scorer)
-            if len(rows) >= MIN_BATCH_FOR_CALIBRATION:
-                out[name] = np.asarray(rows, dtype=np.float64).mean(axis=0)
-            elif isinstance(scorer, NextTokenScorer):
-                out[name] = np.asarray(scorer.calibration_scores())
-        return out
-
-    def _stored_scores(self, scorer: Scorer) -> list[list[float]]:
-        return self.store.stored_scores(
-            scorer.stage, scorer.model_id, self.tax_hash, scorer.prompt.hash if scorer.prompt else ""
-        )
-
-    def labels(self, user_ids: Sequence[str]) -> list[LabelRecord]:
-        cal = self.calibration()
-        self.cal_used = {k: [round(float(x), 4) for x in v] for k, v in cal.items()}
-        out = []
-        for uid in user_ids:
-            results = self.results.get(uid, {})
-            reason: str | None
-            if not results:
-                reason = "empty history" if uid in self.empty else "every scorer failed"
-                out.append(
-                    self._record_label(
-                        uid,
-                        SegmentAssignment(primary=None, probabilities={}, confidence=0.0, abstained=True),
-                        reason,
-                    )
-                )
-                continue
-            assignment = combine(
-                self.taxonomy, results, self.specs, cal, self.config.temperature, self.config.threshold
-            )
-            assignment.evidence = self._evidence(results, assignment.primary)
-            reason = "below confidence threshold" if assignment.abstained else None
-            out.append(self._record_label(uid, assignment, reason))
-        return out
-
-    @staticmethod
-    def _evidence(results: dict[str, ScoreResult], primary: str | None) -> list[str]:
-        emb = results.get("embedding")
-        if emb is not None and primary:
-            return list(emb.evidence.get(primary, []))
-        return []
-
-    def _record_label(self, uid: str, a: SegmentAssignment, reason: str | None) -> LabelRecord:
-        prompt = self.primary.prompt
-        failed = reason == "every scorer failed"
-        return LabelRecord(
-            run_id=self.run_id,
-            user_id=uid,
-            primary_segment=a.primary,
-            segments=a.segments,
-            probabilities=a.probabilities,
-            confidence=a.confidence,
-            abstained=a.abstained,
-            model_id=self.primary.model_id,
-            prompt_name=prompt.name if prompt else "",
-            prompt_version=prompt.version if prompt else "",
-            prompt_hash=prompt.hash if prompt else "",
-            taxonomy_name=self.taxonomy.name,
-            taxonomy_hash=self.tax_hash,
-            abstain_reason=reason,
-            rationale=a.rationale,
-            evidence=a.evidence,
-            scorers={
-                "specs": [asdict(s) for s in self.specs],
-                "models": {n: s.model_id for n, s in self.scorers.items()},
-            },
-            call_ids=self.call_ids.get(uid, []),
-            error="every scorer failed" if failed else None,
-        )
+    return notes
 
 
-def _prompt(ref: str) -> Any:
-    from .prompts import load_prompt
-
-    return load_prompt(ref)
+def _limiter(config: LabelConfig, backend: Any) -> RateLimiter | None:
+    rpm, tpm = getattr(backend, "limits", (None, None))
+    rpm, tpm = config.rpm or rpm, config.tpm or tpm
+    return RateLimiter(rpm, tpm) if rpm or tpm else None
 
 
 def label_users(
@@ -404,36 +163,59 @@ def label_users(
     progress: Callable[[Progress], None] | None = None,
     run_id: str | None = None,
 ) -> RunResult:
-    """Label users (all, a list, or the first N): cached answers are reused, new ones stored as they arrive."""
+    """Label users (all, a list, or the first N): cached answers are reused, new ones stored as they arrive.
+
+    With `max_cost` the run stops before a call could cross the budget: users labeled so far keep their labels,
+    the rest are left for the next run (stats["budget"] and the warnings say where it stopped).
+    """
     config = config or LabelConfig()
     user_ids = store.user_ids(users, limit)
     store.mark_interrupted_runs()
-    run = _Run(store, taxonomy, config, kind, progress, run_id)
+    run = LabelRun(store, taxonomy, config, build_scorers(config, taxonomy), kind, run_id)
+    report = progress or (lambda p: None)
     started = time.perf_counter()
     status = "failed"
+    # Concurrent calls need work in hand: a chunk holds at least a few calls per worker.
+    chunk_size = max(config.chunk_size, 4 * run.dispatcher.concurrency)
     try:
-        for start in range(0, len(user_ids), config.chunk_size):
-            chunk = user_ids[start : start + config.chunk_size]
+        reached: list[str] = []
+        for start in range(0, len(user_ids), chunk_size):
+            chunk = user_ids[start : start + chunk_size]
             run.score_chunk(store.events_for(chunk))
-            run.progress(
-                Progress("label", min(start + len(chunk), len(user_ids)), len(user_ids), run.tally.cache_hits)
-            )
-        labels = run.labels(user_ids)
+            reached += chunk
+            report(Progress("label", len(reached) - len(run.unreached), len(user_ids), run.tally.cache_hits))
+            if run.stopped_at is not None:
+                break
+        labels = run.labels([u for u in reached if u not in run.unreached])
         store.write_labels(labels)
-        status = "done"
+        status = "stopped_budget" if run.stopped_at is not None else "done"
     except KeyboardInterrupt:
         status = "stopped"
         raise
     finally:
         stats = _stats(run, user_ids, time.perf_counter() - started)
         store.finish_run(run.run_id, status, stats)
-    return RunResult(run.run_id, labels, stats, run.notes)
+    notes = run.notes + [w for w in getattr(run.backend, "warnings", []) if w not in run.notes]
+    return RunResult(run.run_id, labels, stats, notes)
 
 
-def _stats(run: _Run, user_ids: Sequence[str], wall: float) -> dict[str, Any]:
+def plan(
+    store: Store,
+    taxonomy: Taxonomy,
+    config: LabelConfig | None = None,
+    users: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> Any:
+    """What `label_users` would do, without calling a model: see planning.plan_run."""
+    from .planning import plan_run
+
+    return plan_run(store, taxonomy, config or LabelConfig(), users, limit)
+
+
+def _stats(run: LabelRun, user_ids: Sequence[str], wall: float) -> dict[str, Any]:
     t = run.tally
     n = max(len(user_ids), 1)
-    return {
+    stats: dict[str, Any] = {
         "users": len(user_ids),
         "calls": t.calls,
         "cache_hits": t.cache_hits,
@@ -446,7 +228,19 @@ def _stats(run: _Run, user_ids: Sequence[str], wall: float) -> dict[str, Any]:
         "llm_s": round(t.llm_seconds, 3),
         "prompt_tokens_per_user": round(t.prompt_tokens / n, 1),
         "calibration": getattr(run, "cal_used", {}),
+        "concurrency": run.dispatcher.concurrency,
+        "redaction": run.redactor is not None,
+        **t.hosted_stats(),
+        "unreached": len(run.unreached),
     }
+    if run.budget is not None:
+        stats["budget"] = {
+            "max_cost_usd": run.budget.max_cost,
+            "spent_usd": round(run.budget.spent, 6),
+            "stopped": run.stopped_at is not None,
+            "stopped_before_user": run.stopped_at.user_id if run.stopped_at else None,
+        }
+    return stats
 
 
 warnings.filterwarnings("ignore", message=".*TypedStorage.*")

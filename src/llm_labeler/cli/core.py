@@ -13,6 +13,7 @@ from rich.table import Table
 from ..errors import LabelerError
 from ..settings import DEFAULT_BACKEND
 from . import DbOpt, JsonOpt, _emit, _errors, _open, _progress, app, console, out
+from .hosted_opts import ConcurrencyOpt, MaxCostOpt, RedactOpt, SamplesOpt, hosted_line
 
 
 @app.command()
@@ -58,7 +59,14 @@ def _parse_map(items: list[str]) -> dict[str, str]:
     return out_map
 
 
-def _label_config(backend: str, profile: bool, threshold: float, scorers: str | None, budget: int) -> Any:
+def _label_config(
+    backend: str,
+    profile: bool,
+    threshold: float,
+    scorers: str | None,
+    budget: int,
+    **hosted: Any,
+) -> Any:
     from ..labeling import LabelConfig
     from ..segments import ScorerSpec
 
@@ -71,7 +79,7 @@ def _label_config(backend: str, profile: bool, threshold: float, scorers: str | 
                 ScorerSpec(name.strip(), float(weight or 1.0), "none" if name.strip() == "json" else "batch")
             )
     return LabelConfig(
-        backend=backend, profile=profile, threshold=threshold, scorers=specs, budget_tokens=budget
+        backend=backend, profile=profile, threshold=threshold, scorers=specs, budget_tokens=budget, **hosted
     )
 
 
@@ -92,6 +100,10 @@ def label(
         str | None, typer.Option("--scorers", help="e.g. 'llm=0.3,embedding=1' (default: auto)")
     ] = None,
     budget: Annotated[int, typer.Option("--budget-tokens", help="History tokens per prompt.")] = 400,
+    concurrency: ConcurrencyOpt = 1,
+    max_cost: MaxCostOpt = None,
+    redact: RedactOpt = None,
+    samples: SamplesOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Label users into the taxonomy's segments; cached answers are reused, so a rerun resumes."""
@@ -100,7 +112,10 @@ def label(
 
     with _errors():
         tax = load_taxonomy(taxonomy)
-        config = _label_config(backend, profile, threshold, scorers, budget)
+        config = _label_config(
+            backend, profile, threshold, scorers, budget,
+            concurrency=concurrency, max_cost=max_cost, redact=redact, samples=samples,
+        )  # fmt: skip
         user_list = [u.strip() for u in users.split(",") if u.strip()] if users else None
         with _open(db) as store, _progress("labeling", as_json) as update:
             result = label_users(store, tax, config, user_list, limit, progress=update)
@@ -112,6 +127,7 @@ def label(
         return
     _segment_table(tax, result.labels, f"Run {result.run_id}")
     _stats_line(result.stats)
+    hosted_line(result.stats)
 
 
 def _label_json(lab: Any) -> dict[str, Any]:

@@ -111,7 +111,14 @@ CREATE TABLE gold (
 
 # Reserved numbers, one per feature area, so parallel work never collides: 2 hosted backends (calls/run extras),
 # 3 eval suites, 4 student model and bulk scores. An empty string means "nothing yet" and is skipped.
-_V2_HOSTED = ""
+_V2_HOSTED = """
+ALTER TABLE calls ADD COLUMN transport_attempts INTEGER;   -- HTTP attempts, retries included
+ALTER TABLE calls ADD COLUMN reasks INTEGER;               -- validation re-asks
+ALTER TABLE calls ADD COLUMN est_prompt_tokens BIGINT;     -- prompt tokens of attempts that never returned usage
+ALTER TABLE calls ADD COLUMN cost_usd DOUBLE;              -- from the price table; NULL when the price is unknown
+ALTER TABLE calls ADD COLUMN redactions VARCHAR;           -- JSON: PII replaced before sending, per kind
+ALTER TABLE calls ADD COLUMN confidence_source VARCHAR;    -- logprobs | self_reported | self_consistency:K
+"""
 _V3_EVALS = """
 CREATE TABLE eval_runs (
     eval_id VARCHAR PRIMARY KEY,

@@ -1,0 +1,307 @@
+"""The OpenAI API and any OpenAI-compatible server (vLLM, llama.cpp server, Ollama): the only `openai` importer.
+
+    openai:MODEL[?OPTIONS]                 api.openai.com (or $OPENAI_BASE_URL), key from $OPENAI_API_KEY
+    openai-compatible:BASE_URL#MODEL[?OPTIONS]
+
+OPTIONS (`&`-separated): schema=json_schema|json_object|json_mode|none (structured-output form; llama.cpp's
+server needs json_object), logprobs=0|1, top_logprobs=N, concurrency=N, rpm=N, tpm=N, local=0|1 (text stays on
+this machine: no redaction by default), key_env=NAME (environment variable holding the API key).
+
+The SDK's own retries are off: structured.py owns retries, so that they are bounded, logged and counted.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+from ..errors import BackendError, ConfigError, FatalBackendError, TransientBackendError
+from . import register
+from .base import Capabilities, Completion, Request
+
+__all__ = [
+    "SCHEMA_MODES",
+    "OpenAIBackend",
+    "mark_billed",
+    "never_sent",
+    "parse_options",
+    "response_format",
+    "retry_after_seconds",
+]
+
+SCHEMA_MODES = ("json_schema", "json_object", "json_mode", "none")
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_HINTS = {
+    400: "bad request",
+    401: "authentication failed: check the API key",
+    403: "permission denied for this key",
+    404: "not found: check the model name and the base URL",
+    413: "request too large",
+    422: "request rejected as unprocessable",
+}
+
+
+def parse_options(arg: str) -> tuple[str, dict[str, str]]:
+    """`MODEL?a=1&b=2` -> (MODEL, {a: 1, b: 2})."""
+    head, _, query = arg.partition("?")
+    return head, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    return default if value is None else value.lower() in ("1", "true", "yes", "on")
+
+
+def response_format(mode: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `response_format` a schema mode sends: strict json_schema (OpenAI), json_object+schema (llama.cpp)."""
+    if schema is None or mode == "none":
+        return None
+    if mode == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": _strict(schema), "strict": True},
+        }
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_object"}
+
+
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's strict mode wants every property required and no extra ones, at every level."""
+    node = dict(schema)
+    if node.get("type") == "object" and "properties" in node:
+        node["properties"] = {k: _strict(v) for k, v in node["properties"].items()}
+        node["required"] = list(node["properties"])
+        node["additionalProperties"] = False
+    if node.get("type") == "array" and isinstance(node.get("items"), dict):
+        node["items"] = _strict(node["items"])
+    for key in ("default", "title", "minLength", "maxLength"):  # not accepted by strict mode
+        node.pop(key, None)
+    return node
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` / `retry-after` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+
+
+class OpenAIBackend:
+    """Chat completions through the official `openai` client; failures mapped to transient or fatal errors."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        scheme: str = "openai",
+        options: dict[str, str] | None = None,
+    ) -> None:
+        from openai import OpenAI
+
+        opts = options or {}
+        self.model_name, self.scheme = model, scheme
+        self.schema_mode = opts.get("schema", "json_schema")
+        if self.schema_mode not in SCHEMA_MODES:
+            raise ConfigError(f"schema={self.schema_mode!r}: choose one of {', '.join(SCHEMA_MODES)}")
+        self.top_logprobs = int(opts.get("top_logprobs", "20"))
+        self.limits = (_int(opts.get("rpm")), _int(opts.get("tpm")))
+        self.warnings: list[str] = []
+        host = urlparse(base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com").hostname
+        self.capabilities = Capabilities(
+            json_schema=self.schema_mode in ("json_schema", "json_object"),
+            json_mode=self.schema_mode != "none",
+            logprobs=_flag(opts.get("logprobs"), scheme == "openai"),
+            concurrency=int(opts.get("concurrency", "16" if scheme == "openai" else "8")),
+            local=_flag(opts.get("local"), False),
+        )
+        self.is_loopback = host in _LOCAL_HOSTS
+        self.backend_id = f"{scheme}:{model}" if base_url is None else f"{scheme}:{base_url}#{model}"
+        self.model_id = f"{scheme}/{model}"
+        key = api_key or os.environ.get(opts.get("key_env", "OPENAI_API_KEY"))
+        if not key and scheme == "openai":
+            raise ConfigError(
+                f"{self.backend_id} needs an API key: set {opts.get('key_env', 'OPENAI_API_KEY')}"
+            )
+        self.client = OpenAI(base_url=base_url, api_key=key or "unused", max_retries=0)
+
+    def complete(self, request: Request) -> Completion:
+        """One chat completion; raises TransientBackendError (retry) or FatalBackendError (do not)."""
+        start = time.perf_counter()
+        try:
+            response = self._create(request)
+        except BackendError:
+            raise
+        except Exception as exc:
+            if self._schema_rejected(exc):
+                return self._degrade(request, exc)
+            raise self._classify(exc, request.timeout) from exc
+        return self._completion(response, (time.perf_counter() - start) * 1000)
+
+    def _create(self, request: Request) -> Any:
+        kwargs: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": list(request.messages),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "timeout": request.timeout,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        fmt = response_format(self.schema_mode, request.json_schema)
+        if fmt is not None:
+            kwargs["response_format"] = fmt
+        if request.top_logprobs and self.capabilities.logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = min(request.top_logprobs, self.top_logprobs)
+        raw = self.client.chat.completions.with_raw_response.create(**kwargs)
+        try:
+            return raw.parse()
+        except Exception as exc:  # a 200 whose body is cut short or is not the JSON promised
+            raise mark_billed(
+                TransientBackendError(f"{self.backend_id}: malformed response body ({exc})")
+            ) from exc
+
+    def _schema_rejected(self, exc: Exception) -> bool:
+        """A server that does not know OpenAI's json_schema envelope (llama.cpp answers 500, others 400)."""
+        status = getattr(exc, "status_code", None)
+        text = str(exc).lower()
+        return (
+            self.schema_mode == "json_schema"
+            and status in (400, 422, 500)
+            and "response_format" in text
+            and ("json_schema" in text or "json_object" in text)
+        )
+
+    def _degrade(self, request: Request, exc: Exception) -> Completion:
+        self.schema_mode = "json_object"
+        self.warnings.append(
+            f"{self.backend_id} rejected strict json_schema structured outputs; "
+            "degraded to json_object with the schema attached (pass ?schema=json_object to skip the probe)"
+        )
+        return self.complete(request)
+
+    def _classify(self, exc: Exception, timeout: float) -> BackendError:
+        import openai
+
+        who = self.backend_id
+        if isinstance(exc, openai.APITimeoutError):
+            return mark_billed(TransientBackendError(f"{who}: no answer within the {timeout:g} s timeout"))
+        if isinstance(exc, openai.APIConnectionError):
+            failed = TransientBackendError(f"{who}: connection failed ({exc.__cause__ or exc})")
+            return failed if never_sent(exc) else mark_billed(failed)
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc)
+        if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
+            return mark_billed(TransientBackendError(f"{who}: malformed response body ({exc})"))
+        return FatalBackendError(f"{who}: {type(exc).__name__}: {exc}")
+
+    def _status_error(self, exc: Any) -> BackendError:
+        status, who = int(exc.status_code), self.backend_id
+        detail = _error_message(exc)
+        if status == 429 and "insufficient_quota" in detail:
+            return _fatal(f"{who}: HTTP 429 insufficient quota: {detail} (not retried)", status)
+        if status in (408, 409, 429) or status >= 500:
+            wait = retry_after_seconds(getattr(exc.response, "headers", None))
+            return TransientBackendError(f"{who}: HTTP {status}: {detail}", retry_after=wait)
+        hint = _HINTS.get(status, "client error")
+        return _fatal(f"{who}: HTTP {status} {hint}: {detail} (not retried)", status)
+
+    def _completion(self, response: Any, latency_ms: float) -> Completion:
+        choice = response.choices[0] if response.choices else None
+        if choice is None:
+            raise TransientBackendError(f"{self.backend_id}: response without choices")
+        message = choice.message
+        text = message.content or ""
+        if not text and getattr(message, "refusal", None):
+            text = f"(refusal) {message.refusal}"
+        usage = response.usage
+        logprobs = None
+        if choice.logprobs is not None and choice.logprobs.content:
+            logprobs = [tok.model_dump() for tok in choice.logprobs.content]
+        return Completion(
+            text=text,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            latency_ms=latency_ms,
+            first_token_logprobs=_first(logprobs),
+            finish_reason=choice.finish_reason,
+            raw={"model": response.model, "logprobs": logprobs},
+        )
+
+
+def mark_billed(exc: TransientBackendError) -> TransientBackendError:
+    """Mark a failure after which the server may have done (and billed) the work."""
+    exc.maybe_billed = True  # type: ignore[attr-defined]
+    return exc
+
+
+def never_sent(exc: Exception) -> bool:
+    """A connection that was never made (refused, DNS) carried no request."""
+    cause = exc.__cause__
+    return type(cause).__name__ in ("ConnectError", "ConnectTimeout") or isinstance(
+        cause, ConnectionRefusedError
+    )
+
+
+def _fatal(message: str, status: int) -> FatalBackendError:
+    exc = FatalBackendError(message)
+    exc.status_code = status  # type: ignore[attr-defined]
+    return exc
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        msg = err.get("message") if isinstance(err, dict) else err
+        code = err.get("code") if isinstance(err, dict) else None
+        return f"{msg}" + (f" [{code}]" if code else "")
+    return str(getattr(exc, "message", exc))[:500]
+
+
+def _first(logprobs: list[dict[str, Any]] | None) -> dict[str, float] | None:
+    if not logprobs:
+        return None
+    return {t["token"]: float(t["logprob"]) for t in logprobs[0].get("top_logprobs") or []}
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+@register("openai")
+def _openai(arg: str) -> OpenAIBackend:
+    model, opts = parse_options(arg)
+    if not model or model == "default":
+        raise ConfigError("openai backend ids name a model: openai:gpt-4o-mini")
+    return OpenAIBackend(model, scheme="openai", options=opts)
+
+
+@register("openai-compatible")
+def _compatible(arg: str) -> OpenAIBackend:
+    url, sep, rest = arg.partition("#")
+    model, opts = parse_options(rest)
+    if not sep or not model or not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"openai-compatible:{arg}: expected openai-compatible:BASE_URL#MODEL, "
+            "e.g. openai-compatible:http://127.0.0.1:8000/v1#my-model"
+        )
+    return OpenAIBackend(model, base_url=url, scheme="openai-compatible", options=opts)

@@ -1,0 +1,154 @@
+"""`plan`: what a labeling run would do and cost, without calling a model.
+
+It builds the same scorers and the same (redacted) requests as `label_users`, so its cache hits are exact; tokens
+are estimated from characters (prompt) and from past calls of the same model (answer, latency), else from bounds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backends import get_backend
+from .history import approx_tokens
+from .labeling import LabelConfig, build_scorers
+from .labelrun import make_redactor, prepare_jobs
+from .pricing import load_prices
+from .schemas import Taxonomy
+from .segments import JsonScorer, Scorer
+from .store import Store
+from .store.hosted import usage_history
+
+__all__ = ["Plan", "ScorerPlan", "plan_run"]
+
+_CHAT_OVERHEAD = 8  # tokens a chat template adds around one message
+
+
+@dataclass
+class ScorerPlan:
+    """One scorer's share of the run."""
+
+    scorer: str
+    model_id: str
+    calls: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    seconds: float | None
+    basis: str  # where the answer-token and time figures come from
+
+
+@dataclass
+class Plan:
+    """Users, cache hits, tokens, cost and time of a labeling run before it runs."""
+
+    users: int
+    empty_history: int
+    scorers: list[ScorerPlan]
+    redactions: dict[str, int]
+    redaction: bool
+    concurrency: int
+    sample_prompt: str
+    notes: list[str] = field(default_factory=list)
+    users_within_budget: int | None = None
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        """Sums over scorers (cost and time are None when any part is unknown)."""
+        costs = [s.cost_usd for s in self.scorers]
+        secs = [s.seconds for s in self.scorers]
+        return {
+            "calls": sum(s.calls for s in self.scorers),
+            "cache_hits": sum(s.cache_hits for s in self.scorers),
+            "prompt_tokens": sum(s.prompt_tokens for s in self.scorers),
+            "completion_tokens": sum(s.completion_tokens for s in self.scorers),
+            "cost_usd": None if None in costs else round(sum(c or 0.0 for c in costs), 6),
+            "seconds": None if None in secs else round(sum(s or 0.0 for s in secs), 1),
+        }
+
+
+def plan_run(
+    store: Store,
+    taxonomy: Taxonomy,
+    config: LabelConfig,
+    users: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> Plan:
+    """Plan a labeling run: the same users, scorers and requests as label_users, and no model call."""
+    user_ids = store.user_ids(users, limit)
+    scorers, _, notes = build_scorers(config, taxonomy)
+    backend = get_backend(config.backend)
+    redactor = make_redactor(config, backend)
+    concurrency = max(1, min(config.concurrency, backend.capabilities.concurrency))
+    tax_hash, prices = taxonomy.content_hash(), load_prices(config.prices)
+    price_name = str(getattr(backend, "model_name", None) or backend.model_id)
+    events = store.events_for(user_ids)
+    parts, redactions, empty, sample, per_user = [], Counter[str](), set[str](), "", Counter[str]()
+    for name, scorer in scorers.items():
+        sends = scorer.backend_id == backend.backend_id and not backend.capabilities.local
+        jobs, no_history = prepare_jobs(scorer, events, tax_hash, redactor if sends else None)
+        empty |= no_history
+        hits = store.cached(j.key for j in jobs.values())
+        todo = [j for j in jobs.values() if j.key not in hits]
+        if sends:
+            for job in todo:
+                redactions.update(job.redactions)
+        if not sample and todo and scorer.prompt is not None:
+            sample = todo[0].text
+        part = _scorer_plan(store, name, scorer, [j.text for j in todo], len(jobs) - len(todo), concurrency)
+        if scorer.backend_id == backend.backend_id:
+            part.cost_usd = _price(prices, price_name, backend, part)
+            if part.cost_usd and todo:
+                per_user.update({j.user_id: part.cost_usd / len(todo) for j in todo})
+        else:
+            part.cost_usd = 0.0
+        parts.append(part)
+    result = Plan(
+        len(user_ids), len(empty), parts, dict(redactions), redactor is not None, concurrency, sample, notes
+    )
+    if config.max_cost is not None and result.totals["cost_usd"] is not None:
+        result.users_within_budget = _within(user_ids, per_user, config.max_cost)
+    return result
+
+
+def _scorer_plan(
+    store: Store, name: str, scorer: Scorer, texts: list[str], hits: int, concurrency: int
+) -> ScorerPlan:
+    past = usage_history(store, scorer.stage, scorer.model_id)
+    is_json = isinstance(scorer, JsonScorer)
+    samples = scorer.samples if isinstance(scorer, JsonScorer) else 1
+    prompt = sum(approx_tokens(t) + _CHAT_OVERHEAD for t in texts) * samples
+    if is_json:
+        assert isinstance(scorer, JsonScorer)
+        answer = past["completion_tokens"] if past else scorer.max_tokens
+        completion = int(answer * len(texts) * samples)
+    else:
+        completion = 0
+    seconds = None
+    if past:
+        seconds = past["latency_ms"] / 1000 * len(texts) * samples / (concurrency if is_json else 1)
+    basis = f"median of {int(past['n'])} calls" if past else ("max_tokens" if is_json else "-")
+    return ScorerPlan(
+        name, scorer.model_id, len(texts) * samples, hits, prompt, completion, None, seconds, basis
+    )
+
+
+def _price(prices: Any, name: str, backend: Any, part: ScorerPlan) -> float | None:
+    cost = prices.cost(name, part.prompt_tokens, part.completion_tokens)
+    if cost is None and backend.capabilities.local:
+        return 0.0
+    return None if cost is None else round(cost, 6)
+
+
+def _within(user_ids: Sequence[str], per_user: Counter[str], max_cost: float) -> int:
+    """How many users (in run order) the expected cost fits into."""
+    spent, n = 0.0, 0
+    for uid in user_ids:
+        spent += per_user.get(uid, 0.0)
+        if spent > max_cost:
+            break
+        n += 1
+    return n
