@@ -71,6 +71,8 @@ def test_threads_give_the_same_answers(model: tuple[Store, Path]) -> None:
     single = np.vstack([predict_batch(est, meta["segments"], b) for b in batches])
     threaded = np.vstack([p for _, p in _pipeline(est, meta["segments"], iter(batches), 3)])
     assert np.array_equal(single, threaded)
+    forked = np.vstack([p for _, p in _pipeline(est, meta["segments"], iter(batches), 2, processes=True)])
+    assert np.array_equal(single, forked)
 
 
 def test_taxonomy_mismatch_and_bad_filters_are_refused(model: tuple[Store, Path]) -> None:

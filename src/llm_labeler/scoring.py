@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,16 +105,40 @@ def _score_table(batch: Any, probs: np.ndarray, segments: list[str], version: st
     )
 
 
-def _pipeline(est: Any, segments: list[str], reader: Any, workers: int) -> Iterator[tuple[Any, np.ndarray]]:
-    """(batch, probabilities) in order, featurizing up to `workers` batches at once (numpy frees the GIL)."""
+_FORKED: dict[str, Any] = {}  # the model, inherited by forked workers (never pickled)
+
+
+def _forked_predict(batch: Any) -> np.ndarray:
+    return predict_batch(_FORKED["est"], _FORKED["segments"], batch)
+
+
+def _pipeline(
+    est: Any, segments: list[str], reader: Any, workers: int, processes: bool = False
+) -> Iterator[tuple[Any, np.ndarray]]:
+    """(batch, probabilities) in order, featurizing up to `workers` batches at once.
+
+    Threads share the model and numpy frees the GIL for most of the work; processes (forked, so the model is
+    inherited rather than pickled) avoid the GIL entirely at the price of shipping each batch's text over a pipe.
+    """
     if workers <= 1:
         for batch in reader:
             yield batch, predict_batch(est, segments, batch)
         return
-    with ThreadPoolExecutor(workers) as pool:
+    pool: Executor
+    if processes:
+        _FORKED.update(est=est, segments=segments)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    else:
+        pool = ThreadPoolExecutor(workers)
+    with pool:
         pending: list[tuple[Any, Future[np.ndarray]]] = []
         for batch in reader:
-            pending.append((batch, pool.submit(predict_batch, est, segments, batch)))
+            job = (
+                pool.submit(_forked_predict, batch.select(["doc", "meta"]))
+                if processes
+                else pool.submit(predict_batch, est, segments, batch)
+            )
+            pending.append((batch, job))
             if len(pending) > workers:
                 b, f = pending.pop(0)
                 yield b, f.result()
@@ -134,6 +159,7 @@ def score_users(
     workers: int = 2,
     progress: Callable[[Progress], None] | None = None,
     fallback_config: LabelConfig | None = None,
+    processes: bool = False,
 ) -> ScoreReport:
     """Score every (filtered) user whose history changed since this model last scored them; Parquet on request."""
     est, meta, tax = load_model(model_path, taxonomy)
@@ -148,10 +174,13 @@ def score_users(
         meta["taxonomy_hash"],
         {"model": str(model_path), "users": sql_filter, "fallback": fallback, "margin": margin, "full": full},
     )
-    rebuilt = sq.refresh_docs(store)
-    in_filter = sq.count_users(store, where)
-    todo = sq.prepare_scores(store, version, where, full)
-    counts = _run_scoring(store, est, segments, version, run_id, where, todo, batch_size, workers, progress)
+    with sq.memory_capped(store, "1GB"):
+        rebuilt = sq.refresh_docs(store)
+        in_filter = sq.count_users(store, where)
+        todo = sq.prepare_scores(store, version, where, full)
+        counts = _run_scoring(
+            store, est, segments, version, run_id, where, todo, batch_size, workers, progress, processes
+        )
     wall = time.perf_counter() - started
     report = ScoreReport(
         run_id,
@@ -164,12 +193,13 @@ def score_users(
         round(todo / wall, 1) if wall else 0.0,
         dict(counts),
     )
-    report.gold["student"] = _gold_figures(store, tax, version, where)
+    seen = _trained_on(store, meta.get("source_run"))
+    report.gold.update(_gold_figures(store, tax, version, where, seen, "student"))
     report.agreement["student"] = _agreement(store, version, where, meta.get("source_run"), tax)
     if fallback:
         config = fallback_config or LabelConfig(backend=fallback)
         report.fallback = _fallback(store, tax, version, where, config, margin)
-        report.gold["cascade"] = _gold_figures(store, tax, version, where)
+        report.gold.update(_gold_figures(store, tax, version, where, seen, "cascade"))
         report.agreement["cascade"] = _agreement(store, version, where, meta.get("source_run"), tax)
     if out:
         report.out, report.rows_out = str(out), sq.scores_to_parquet(store, version, segments, where, out)
@@ -190,13 +220,14 @@ def _run_scoring(
     batch_size: int,
     workers: int,
     progress: Callable[[Progress], None] | None,
+    processes: bool = False,
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
     cur, reader = sq.docs_reader(store, version, where, batch_size)
     writer = store.con.cursor()  # the reader's cursor stays busy streaming; writes go through their own
     done = 0
     try:
-        for batch, probs in _pipeline(est, segments, reader, workers):
+        for batch, probs in _pipeline(est, segments, reader, workers, processes):
             table = _score_table(batch, probs, segments, version, run_id)
             sq.write_scores(writer, table)
             counts.update(dict(zip(*np.unique(np.argmax(probs, axis=1), return_counts=True))))
@@ -237,13 +268,26 @@ def _fallback(
     )
 
 
-def _gold_figures(store: Store, tax: Taxonomy, version: str, where: str) -> dict[str, Any]:
-    gold = store.gold(tax.name)
-    if not gold:
-        return {}
-    pred = sq.segments_of(store, version, where, list(gold))
-    ids = [u for u in gold if u in pred]
-    return classification_metrics([gold[u][0] for u in ids], [pred[u] for u in ids], tax.ids) if ids else {}
+def _trained_on(store: Store, run_id: str | None) -> set[str]:
+    if not run_id:
+        return set()
+    return {r["user_id"] for r in store.query("SELECT user_id FROM labels WHERE run_id = ?", [run_id])}
+
+
+def _gold_figures(
+    store: Store, tax: Taxonomy, version: str, where: str, seen: set[str], name: str
+) -> dict[str, Any]:
+    """Metrics vs the data set's gold on all scored users, and on those the student never saw a label of."""
+    gold = sq.dataset_gold(store, tax.name)
+    pred = sq.segments_of(store, version, where, list(gold)) if gold else {}
+    out: dict[str, Any] = {}
+    for key, ids in (
+        (name, [u for u in gold if u in pred]),
+        (f"{name} on users outside the training run", [u for u in gold if u in pred and u not in seen]),
+    ):
+        if ids:
+            out[key] = classification_metrics([gold[u] for u in ids], [pred[u] for u in ids], tax.ids)
+    return out
 
 
 def _agreement(store: Store, version: str, where: str, run_id: str | None, tax: Taxonomy) -> dict[str, Any]:

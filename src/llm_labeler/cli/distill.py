@@ -104,6 +104,9 @@ def score(
         bool, typer.Option("--full", help="Rescore everyone, not only users whose history changed.")
     ] = False,
     workers: Annotated[int, typer.Option("--workers", help="Batches featurized at once.")] = 2,
+    processes: Annotated[
+        bool, typer.Option("--processes", help="Featurize in forked processes instead of threads.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Score users in bulk with a student (streaming from DuckDB); optionally let the LLM decide the uncertain ones."""
@@ -121,6 +124,7 @@ def score(
             full,
             workers=workers,
             progress=update,
+            processes=processes,
         )
     if as_json:
         out.print_json(json.dumps(asdict(report), default=str))

@@ -8,6 +8,8 @@ saw, so a rerun rescores only users whose history changed.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ __all__ = [
     "export_labels",
     "get_model",
     "latest_model",
+    "memory_capped",
     "prepare_scores",
     "refresh_docs",
     "register_model",
@@ -288,3 +291,14 @@ def dataset_gold(store: Store, taxonomy_name: str) -> dict[str, str]:
         [taxonomy_name],
     ).fetchall()
     return {r[0]: json.loads(r[1])[0] for r in rows if json.loads(r[1])}
+
+
+@contextmanager
+def memory_capped(store: Store, limit: str) -> Iterator[None]:
+    """Cap DuckDB's buffer pool while streaming (pages of user_docs would otherwise stay cached), then restore."""
+    row = store.con.execute("SELECT current_setting('memory_limit')").fetchone()
+    store.con.execute(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        store.con.execute(f"SET memory_limit = '{row[0] if row else '80%'}'")
