@@ -252,3 +252,18 @@ def test_explain_names_ngrams_from_the_history(labeled: tuple[Store, str], tmp_p
     doc = sq.docs_for(store, [uid])[uid][0].lower()
     assert all(text.split()[0] in doc for text, _ in e.top_features if not text.startswith("type:"))
     assert e.llm is not None and e.llm["run_id"] == run
+
+
+def test_an_eval_run_id_resolves_to_its_primary_labeling_run(
+    labeled: tuple[Store, str], tmp_path: Path
+) -> None:
+    store, run = labeled
+    store.con.execute(
+        "INSERT INTO eval_cells (eval_id, cell, position, run_id, is_baseline, is_primary) "
+        "VALUES ('eval_x', 'a', 0, 'label_other', false, false), ('eval_x', 'b', 1, ?, false, true)",
+        [run],
+    )
+    assert sq.labeling_run(store, "eval_x") == run
+    assert export_labels(store, "eval_x", tmp_path / "l.jsonl") == 58
+    with pytest.raises(StoreError, match="neither a label run nor an eval run"):
+        sq.labeling_run(store, "eval_missing")

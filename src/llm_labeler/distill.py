@@ -125,6 +125,7 @@ def _exclusion(lab: dict[str, Any], min_confidence: float) -> str | None:
 def distill(store: Store, run_id: str, out: str | Path, config: DistillConfig | None = None) -> DistillReport:
     """Train, cross-validate and save a student for one run's labels; the model is registered in the store."""
     config = config or DistillConfig()
+    run_id = sq.labeling_run(store, run_id)
     taxonomy = run_taxonomy(store, run_id)
     ts = training_set(store, run_id, taxonomy, config.min_confidence)
     _check_trainable(ts, run_id)

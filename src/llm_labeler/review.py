@@ -36,7 +36,7 @@ def export_labels(store: Store, run_id: str, out: str | Path, min_confidence: fl
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"--out {path}: use a .parquet, .csv or .jsonl file name")
-    store.get_run(run_id)  # an unknown run is an error, not an empty file
+    run_id = sq.labeling_run(store, run_id)  # an unknown run is an error, not an empty file
     path.parent.mkdir(parents=True, exist_ok=True)
     return sq.export_labels(store, run_id, min_confidence, path, fmt)
 
@@ -47,6 +47,7 @@ def review_export(
     """Write n users of a run for humans to check: the least confident, or a random audit sample."""
     if sample not in ("least-confident", "random"):
         raise InputError(f"--sample must be least-confident or random, not {sample!r}")
+    run_id = sq.labeling_run(store, run_id)
     tax = run_taxonomy(store, run_id)
     labels = [lab for lab in store.labels(run_id) if lab["error"] is None]
     if sample == "random":

@@ -25,6 +25,7 @@ __all__ = [
     "docs_reader",
     "export_labels",
     "get_model",
+    "labeling_run",
     "latest_model",
     "memory_capped",
     "prepare_scores",
@@ -302,3 +303,19 @@ def memory_capped(store: Store, limit: str) -> Iterator[None]:
         yield
     finally:
         store.con.execute(f"SET memory_limit = '{row[0] if row else '80%'}'")
+
+
+def labeling_run(store: Store, ref: str) -> str:
+    """A label run id as given, or the labeling run behind an eval run's primary cell."""
+    if store.query("SELECT 1 FROM runs WHERE run_id = ?", [ref]):
+        return ref
+    try:
+        rows = store.query(
+            "SELECT run_id FROM eval_cells WHERE eval_id = ? ORDER BY is_primary DESC, position LIMIT 1",
+            [ref],
+        )
+    except duckdb.Error:  # a store from before eval suites
+        rows = []
+    if not rows:
+        raise StoreError(f"no run {ref!r} in {store.path} (neither a label run nor an eval run)")
+    return str(rows[0]["run_id"])
