@@ -267,3 +267,21 @@ def test_an_eval_run_id_resolves_to_its_primary_labeling_run(
     assert export_labels(store, "eval_x", tmp_path / "l.jsonl") == 58
     with pytest.raises(StoreError, match="neither a label run nor an eval run"):
         sq.labeling_run(store, "eval_missing")
+
+
+def test_compiled_path_matches_numpy(events_path: Path, gold_coarse: dict[str, str]) -> None:
+    from llm_labeler.mlkit import fastpath
+
+    assert fastpath.AVAILABLE
+    X, y = fixture_xy(events_path, gold_coarse)
+    spec = HashSpec()
+    docs, metas = [*X[:, 0], "", "x y", None], [*X[:, 1], "", None, "cat:z"]
+    a, b = count_matrix(docs, metas, spec), fastpath.count_matrix_fast(docs, metas, spec)
+    assert (a != b).nnz == 0 and np.array_equal(a.indptr, b.indptr)
+    est = StudentClassifier(word_bits=16).fit(X, y)
+    ref = np.asarray(est.features_.transform(X) @ est.coef_) + est.intercept_
+    assert np.allclose(
+        fastpath.decision_scores(est.features_._counts(X), est.features_, est.coef_, est.intercept_),
+        ref,
+        atol=1e-5,
+    )

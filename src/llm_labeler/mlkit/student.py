@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from . import fastpath
 from .hashing import HashSpec, columns_as_docs, count_matrix, ngram_texts
 
 __all__ = ["HashedTfidf", "StudentClassifier", "cross_val_predict_student"]
@@ -49,7 +50,10 @@ class HashedTfidf(TransformerMixin, BaseEstimator):
 
     def _counts(self, X: Any) -> sp.csr_matrix:
         docs, metas = columns_as_docs(X)
-        return count_matrix(docs, metas, self._spec())
+        spec = self._spec()
+        if fastpath.AVAILABLE and not spec.char_ngrams[0]:
+            return fastpath.count_matrix_fast(docs, metas, spec)
+        return count_matrix(docs, metas, spec)
 
     def fit(self, X: Any, y: Any = None) -> HashedTfidf:
         """Learn smoothed IDF weights over the hashed columns."""
@@ -134,14 +138,22 @@ class StudentClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         return self.features_.transform(X)
 
+    def _scores(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        f = self.features_
+        if fastpath.AVAILABLE and not f.spec_.char_ngrams[0]:
+            # compiled: counts, then TF-IDF + norms + dot product in one pass, no weighted matrix built
+            return fastpath.decision_scores(f._counts(X), f, self.coef_, self.intercept_)
+        return np.asarray(self.transform_features(X) @ self.coef_) + self.intercept_
+
     def decision_function(self, X: Any) -> np.ndarray:
         """Per-class linear scores (one column for a two-class model, as in scikit-learn)."""
-        scores = np.asarray(self.transform_features(X) @ self.coef_) + self.intercept_
+        scores = self._scores(X)
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in `classes_` order (softmax; logistic for two classes)."""
-        scores = np.asarray(self.transform_features(X) @ self.coef_) + self.intercept_
+        scores = self._scores(X)
         if scores.shape[1] == 1:
             p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
             return np.c_[1.0 - p, p]

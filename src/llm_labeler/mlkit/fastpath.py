@@ -1,0 +1,214 @@
+# mypy: disable-error-code="no-untyped-def"
+"""Compiled twins (numba) of the hashing featurizer and of weigh + predict, for bulk scoring.
+
+The numpy featurizer (hashing.py) makes ~15 passes over every byte of a batch; these kernels make one, per
+document, and release the GIL so threads use every core. They compute exactly the same columns and counts as
+`count_matrix` (tests compare the two), and `decision_scores` the same numbers as `HashedTfidf.weigh` followed by
+the linear model. Without numba installed, `AVAILABLE` is False and callers use the numpy path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .hashing import _BASE, _HASHVAL, _MAXLEN, _MIX, _NONSPACE, _PAIR, _SALTS, _WORD, HashSpec, _buffers
+
+__all__ = ["AVAILABLE", "count_matrix_fast", "decision_scores"]
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps the package importable without it
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+
+def _jit(fn: Any) -> Any:
+    return njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
+
+
+@_jit
+def _emit_doc(data, lo, hi, table, hashval, min_len, bigrams, salt1, salt2, bits, offset, buf, m):
+    """Append the columns of one document's tokens (and bigrams) to buf[m:]; returns the new m."""
+    base, pair, mix = np.uint64(_BASE), np.uint64(_PAIR), np.uint64(_MIX)
+    shift = np.uint64(64 - bits)
+    h, p, n, prev, has_prev = np.uint64(0), np.uint64(1), 0, np.uint64(0), False
+    for i in range(lo, hi + 1):
+        inside = i < hi and table[data[i]]
+        if inside:
+            if n < _MAXLEN:
+                h += hashval[data[i]] * p
+                p *= base
+            n += 1
+            continue
+        if n >= min_len:
+            buf[m] = offset + np.int64(((h ^ np.uint64(salt1)) * mix) >> shift)
+            m += 1
+            if bigrams and has_prev:
+                buf[m] = offset + np.int64((((prev * pair + h) ^ np.uint64(salt2)) * mix) >> shift)
+                m += 1
+            prev, has_prev = h, True
+        h, p, n = np.uint64(0), np.uint64(1), 0
+    return m
+
+
+@_jit
+def _count_kernel(
+    data,
+    offsets,
+    mdata,
+    moffsets,
+    word,
+    nonspace,
+    hashval,
+    wbits,
+    bigrams,
+    mbits,
+    moff,
+    salts,
+    indptr,
+    indices,
+    counts,
+):
+    """Per document: word n-gram and meta-token columns, sorted and counted, written in CSR order."""
+    n_docs = offsets.size - 1
+    cap = 0
+    for d in range(n_docs):
+        cap = max(cap, offsets[d + 1] - offsets[d] + moffsets[d + 1] - moffsets[d])
+    buf = np.empty(cap + 8, dtype=np.int64)
+    out = 0
+    for d in range(n_docs):
+        m = _emit_doc(
+            data, offsets[d], offsets[d + 1], word, hashval, 2, bigrams, salts[0], salts[1], wbits, 0, buf, 0
+        )
+        m = _emit_doc(
+            mdata,
+            moffsets[d],
+            moffsets[d + 1],
+            nonspace,
+            hashval,
+            1,
+            False,
+            salts[2],
+            salts[2],
+            mbits,
+            moff,
+            buf,
+            m,
+        )
+        cols = np.sort(buf[:m])
+        j = 0
+        while j < m:
+            k = j
+            while k < m and cols[k] == cols[j]:
+                k += 1
+            indices[out] = cols[j]
+            counts[out] = k - j
+            out += 1
+            j = k
+        indptr[d + 1] = out
+    return out
+
+
+def count_matrix_fast(docs: Any, metas: Any | None, spec: HashSpec) -> sp.csr_matrix:
+    """The same matrix as hashing.count_matrix (word n-grams and meta tokens; no char n-grams), compiled."""
+    from .hashing import to_arrow_strings
+
+    doc_arr = to_arrow_strings(docs)
+    data, offsets = _buffers(doc_arr)
+    if metas is None:
+        mdata, moffsets = np.zeros(0, np.uint8), np.zeros(len(doc_arr) + 1, np.int64)
+    else:
+        mdata, moffsets = _buffers(to_arrow_strings(metas))
+    n = len(doc_arr)
+    bound = data.size + mdata.size + 8
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indices = np.empty(bound, dtype=np.int32)
+    counts = np.empty(bound, dtype=np.float32)
+    salts = np.array([_SALTS["w1"], _SALTS["w2"], _SALTS["m"]], dtype=np.uint64)
+    nnz = _count_kernel(
+        data,
+        offsets,
+        mdata,
+        moffsets,
+        _WORD,
+        _NONSPACE,
+        _HASHVAL,
+        spec.word_bits,
+        spec.word_ngrams >= 2,
+        spec.meta_bits,
+        spec.meta_offset,
+        salts,
+        indptr,
+        indices,
+        counts,
+    )
+    return sp.csr_matrix((counts[:nnz], indices[:nnz], indptr), shape=(n, spec.n_columns))
+
+
+@_jit
+def _score_kernel(indptr, indices, counts, table, starts, weights, sublinear, out):
+    """Per row: sublinear TF x IDF, L2 norm per block, block weight, then the linear model's scores.
+
+    table[c] = (idf, weights of every class) so each column costs one cache line, not two.
+    """
+    k = table.shape[1] - 1
+    cap = 0
+    for r in range(indptr.size - 1):
+        cap = max(cap, indptr[r + 1] - indptr[r])
+    vals = np.empty(cap, dtype=np.float32)
+    blocks = np.empty(cap, dtype=np.int64)
+    for r in range(indptr.size - 1):
+        lo, hi = indptr[r], indptr[r + 1]
+        norms = np.zeros(3)
+        for t in range(lo, hi):
+            c = indices[t]
+            tf = np.float32(np.log1p(counts[t]) + 1.0) if sublinear else counts[t]
+            v = np.float32(tf * table[c, 0])
+            b = (c >= starts[1]) + (c >= starts[2])
+            vals[t - lo], blocks[t - lo] = v, b
+            norms[b] += np.float64(v) * np.float64(v)
+        for b in range(3):
+            norms[b] = weights[b] / np.sqrt(norms[b]) if norms[b] > 0 else 0.0
+        for t in range(lo, hi):
+            c = indices[t]
+            x = np.float32(vals[t - lo] * norms[blocks[t - lo]])
+            for j in range(k):
+                out[r, j] += x * table[c, j + 1]
+
+
+_TABLES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _table(idf: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """(idf | coef) side by side, built once per fitted model (kept out of the saved model)."""
+    hit = _TABLES.get(id(coef))
+    if hit is None or hit[0] is not coef:
+        hit = (coef, np.ascontiguousarray(np.hstack([idf[:, None], coef]), dtype=np.float32))
+        _TABLES.clear()  # one model at a time in practice; never let old ones pile up
+        _TABLES[id(coef)] = hit
+    return hit[1]
+
+
+def decision_scores(
+    counts: sp.csr_matrix, features: Any, coef: np.ndarray, intercept: np.ndarray
+) -> np.ndarray:
+    """Linear scores straight from raw counts (no weighted matrix is built)."""
+    spec = features.spec_
+    out = np.zeros((counts.shape[0], coef.shape[1]), dtype=np.float32)
+    starts = np.array([0, spec.char_offset, spec.meta_offset], dtype=np.int64)
+    weights = np.array([1.0, features.char_weight, features.meta_weight], dtype=np.float64)
+    _score_kernel(
+        counts.indptr,
+        counts.indices,
+        counts.data,
+        _table(features.idf_, coef),
+        starts,
+        weights,
+        bool(features.sublinear_tf),
+        out,
+    )
+    return out + intercept
