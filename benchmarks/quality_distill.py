@@ -15,6 +15,9 @@ macro-F1 vs gold of:
                   embedding time per user: does it pay for its cost?
     gold-trained  the same student on the N users' gold labels (the ceiling that label noise leaves)
 
+Then a feature ablation on gold labels (300 and 1000 train-side users, all test-side users): word unigrams vs
+uni+bigrams vs + char 3-5-grams, with predict throughput on these (long, ~2,500-character) histories.
+
     .venv/bin/python benchmarks/quality_distill.py --db /tmp/distill20ng/20ng.duckdb --run RUN_ID
 """
 
@@ -102,6 +105,7 @@ def main() -> None:
                 f"\nN={n}: only {len(ids)} labeled train-side users exist in this run: N={len(ids)} instead"
             )
         run_size(ids, usable, gold, xs, test_ids, g_test, unlabeled, emb)
+    feature_ablation(train_side, test_side, xs)
 
 
 def run_size(
@@ -155,6 +159,25 @@ def run_size(
         print(f"  +emb           {metrics(g_test, list(lr.fit(Ftr, y, sample_weight=w).predict(Fte)))}")
     yg = np.array([gold[u] for u in ids])
     print(f"  gold-trained   {metrics(g_test, list(StudentClassifier().fit(Xtr, yg).predict(Xte)))}")
+
+
+def feature_ablation(train: list[Any], test: list[Any], xs: Any) -> None:
+    """Which features pay for themselves (gold labels, so label noise does not hide differences)."""
+    Xtr, Xte = xs([u.user_id for u in train]), xs([u.user_id for u in test])
+    ytr, yte = np.array([u.gold_coarse for u in train]), [u.gold_coarse for u in test]
+    configs = {
+        "unigrams, 2^18": {"word_bits": 18, "word_ngrams": 1},
+        "uni+bigrams, 2^20": {"word_bits": 20, "word_ngrams": 2},
+        "unigrams + char 3-5, 2^18": {"word_bits": 18, "word_ngrams": 1, "char_ngrams": (3, 5)},
+    }
+    print(f"\nfeature ablation (gold-trained, {len(yte)} test users)")
+    for n in (300, 1000):
+        for name, cfg in configs.items():
+            est = StudentClassifier(**cfg).fit(Xtr[:n], ytr[:n])
+            t = time.perf_counter()
+            pred = est.predict(Xte)
+            rate = len(yte) / (time.perf_counter() - t)
+            print(f"  N={n:<5} {name:<27} {metrics(yte, list(pred))}  predict {rate:,.0f} users/s")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class DistillConfig:
     folds: int = 5
     self_train: bool = False  # retrain on the users where the cross-validated student agrees with the LLM
     C: float = 10.0
-    word_ngrams: int = 2
+    word_ngrams: int = 1
     char_ngrams: tuple[int, int] = (0, 0)
     seed: int = 0
 
