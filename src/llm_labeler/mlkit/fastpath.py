@@ -16,6 +16,9 @@ import scipy.sparse as sp
 
 from .hashing import _BASE, _HASHVAL, _MAXLEN, _MIX, _NONSPACE, _PAIR, _SALTS, _WORD, HashSpec, _buffers
 
+_WORDVAL = np.where(_WORD, _HASHVAL, np.uint64(0))
+_METAVAL = np.where(_NONSPACE, _HASHVAL, np.uint64(0))
+
 __all__ = ["AVAILABLE", "count_matrix_fast", "decision_scores"]
 
 try:
@@ -31,16 +34,20 @@ def _jit(fn: Any) -> Any:
 
 
 @_jit
-def _emit_doc(data, lo, hi, table, hashval, min_len, bigrams, salt1, salt2, bits, offset, buf, m):
-    """Append the columns of one document's tokens (and bigrams) to buf[m:]; returns the new m."""
+def _emit_doc(data, lo, hi, values, min_len, bigrams, salt1, salt2, bits, offset, buf, m):
+    """Append the columns of one document's tokens (and bigrams) to buf[m:]; returns the new m.
+
+    values[byte] is the byte's hash value (lowercased + 1) inside a token and 0 for a separator: one lookup a byte.
+    """
     base, pair, mix = np.uint64(_BASE), np.uint64(_PAIR), np.uint64(_MIX)
     shift = np.uint64(64 - bits)
-    h, p, n, prev, has_prev = np.uint64(0), np.uint64(1), 0, np.uint64(0), False
+    zero = np.uint64(0)
+    h, p, n, prev, has_prev = zero, np.uint64(1), 0, zero, False
     for i in range(lo, hi + 1):
-        inside = i < hi and table[data[i]]
-        if inside:
+        v = values[data[i]] if i < hi else zero
+        if v != zero:
             if n < _MAXLEN:
-                h += hashval[data[i]] * p
+                h += v * p
                 p *= base
             n += 1
             continue
@@ -51,7 +58,7 @@ def _emit_doc(data, lo, hi, table, hashval, min_len, bigrams, salt1, salt2, bits
                 buf[m] = offset + np.int64((((prev * pair + h) ^ np.uint64(salt2)) * mix) >> shift)
                 m += 1
             prev, has_prev = h, True
-        h, p, n = np.uint64(0), np.uint64(1), 0
+        h, p, n = zero, np.uint64(1), 0
     return m
 
 
@@ -63,7 +70,6 @@ def _count_kernel(
     moffsets,
     word,
     nonspace,
-    hashval,
     wbits,
     bigrams,
     mbits,
@@ -82,22 +88,10 @@ def _count_kernel(
     out = 0
     for d in range(n_docs):
         m = _emit_doc(
-            data, offsets[d], offsets[d + 1], word, hashval, 2, bigrams, salts[0], salts[1], wbits, 0, buf, 0
+            data, offsets[d], offsets[d + 1], word, 2, bigrams, salts[0], salts[1], wbits, 0, buf, 0
         )
         m = _emit_doc(
-            mdata,
-            moffsets[d],
-            moffsets[d + 1],
-            nonspace,
-            hashval,
-            1,
-            False,
-            salts[2],
-            salts[2],
-            mbits,
-            moff,
-            buf,
-            m,
+            mdata, moffsets[d], moffsets[d + 1], nonspace, 1, False, salts[2], salts[2], mbits, moff, buf, m
         )
         cols = np.sort(buf[:m])
         j = 0
@@ -134,9 +128,8 @@ def count_matrix_fast(docs: Any, metas: Any | None, spec: HashSpec) -> sp.csr_ma
         offsets,
         mdata,
         moffsets,
-        _WORD,
-        _NONSPACE,
-        _HASHVAL,
+        _WORDVAL,
+        _METAVAL,
         spec.word_bits,
         spec.word_ngrams >= 2,
         spec.meta_bits,
