@@ -10,7 +10,8 @@ macro-F1 vs gold of:
     student       StudentClassifier on the N users' LLM labels, confidence as sample weight
     conf>=q50     the same on the more confident half of the N labels only
     self-train    retrained on the users where the cross-validated student agrees with the LLM
-    pseudo        plus the student's confident (p >= 0.7) predictions on the unlabeled train-side users
+    pseudo        plus the student's confident (p >= 0.7) predictions on the other train-side users (their LLM
+                  labels unused: they stand in for the users nobody paid the LLM for)
     +emb          student features + mean MiniLM sentence embedding of the history (where installed), with the
                   embedding time per user: does it pay for its cost?
     gold-trained  the same student on the N users' gold labels (the ceiling that label noise leaves)
@@ -104,7 +105,8 @@ def main() -> None:
             print(
                 f"\nN={n}: only {len(ids)} labeled train-side users exist in this run: N={len(ids)} instead"
             )
-        run_size(ids, usable, gold, xs, test_ids, g_test, unlabeled, emb)
+        rest = [u for u in train_ids if u not in set(ids)] + unlabeled
+        run_size(ids, usable, gold, xs, test_ids, g_test, rest, emb)
     feature_ablation(train_side, test_side, xs)
 
 
