@@ -227,6 +227,7 @@ def main() -> None:
     p.add_argument("--dir", default="/tmp/llm_labeler_bench")
     p.add_argument("--naive-sample", type=int, default=2000)
     p.add_argument("--no-lock", action="store_true")
+    p.add_argument("--all-variants", action="store_true", help="1 thread and processes at 1M users too")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -265,7 +266,8 @@ def measure(args: Any) -> None:
             f"docs   user_docs build from scratch (once; later only changed users): {json.dumps(docs)}",
             flush=True,
         )
-        for workers, how in ((1, "1 thread"), (2, "2 threads"), (-2, "2 forked processes")):
+        variants = ((1, "1 thread"), (2, "2 threads"), (-2, "2 forked processes"))
+        for workers, how in variants if n < 1_000_000 or args.all_variants else variants[1:2]:
             r = run_child("full", str(db), str(model), str(workers), "-")
             print(f"score  {how} -> scores table: {json.dumps(r)}", flush=True)
         r = run_child("full", str(db), str(model), "2", str(base / f"scores_{n}.parquet"))
