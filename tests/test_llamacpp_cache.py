@@ -128,6 +128,6 @@ def test_the_model_stays_loaded_and_uses_every_core(embedded_backend: Any) -> No
     context = embedded_backend.scorer
     _scores(embedded_backend, PREFIX, B, CHOICES)
     assert embedded_backend.scorer is context  # no reload between users
-    cores = int(os.environ.get("LLM_LABELER_THREADS", "0")) or (os.cpu_count() or 2)
+    cores = int(os.environ.get("LLM_LABELER_THREADS", "0")) or len(os.sched_getaffinity(0))
     assert context.context_params.n_threads == cores  # token-by-token work
     assert context.context_params.n_threads_batch == cores  # prompt processing: where a label's time goes

@@ -77,8 +77,10 @@ class LlamaCppBackend:
             local=True,
         )
         self.n_ctx, self.n_batch, self.flash_attn = n_ctx, n_batch, flash_attn
-        # Both cores by default: prompt processing is the cost and it scales with threads (see benchmarks/).
-        self.n_threads = n_threads or int(os.environ.get("LLM_LABELER_THREADS", "0")) or (os.cpu_count() or 2)
+        # Every core this process may run on (both, on the 2-core reference machine), for generation and for
+        # prompt processing alike (n_threads, n_threads_batch): a label's time is prompt processing, and it scales
+        # with threads when the cores are free. benchmarks/bench_label.py --sweep measures n_threads x n_batch.
+        self.n_threads = n_threads or int(os.environ.get("LLM_LABELER_THREADS", "0")) or _usable_cores()
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._scorer: Any = None  # the context whose KV cache holds the shared prefix
@@ -265,6 +267,14 @@ class LlamaCppBackend:
             finish_reason=choice.get("finish_reason"),
             raw=out,
         )
+
+
+def _usable_cores() -> int:
+    """Cores this process may use (its CPU affinity: taskset and cgroup cpusets), not every core of the host."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return os.cpu_count() or 2
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
