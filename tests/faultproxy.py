@@ -8,7 +8,7 @@ the request body contains), answers with a fault instead:
     truncate  forwards, then sends half the body under the full Content-Length and closes
     badjson   forwards, then sends a 200 whose body is not JSON
     reset     closes the connection with a TCP reset before answering
-    junk      forwards, then replaces the model's answer with text that never validates
+    junk      answers a well-formed chat completion whose content never validates (the model is not asked)
     401 / 400 a client error that must not be retried
 
 It stops by itself after `lifetime_s` seconds, so a failed test never leaves it running.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import select
 import socket
 import struct
 import threading
@@ -61,7 +62,10 @@ class ProxyStats:
 
 
 class FaultProxy:
-    """Forwards POST/GET to `upstream` (http://host:port), injecting faults on a fixed schedule."""
+    """Forwards POST/GET to `upstream` (http://host:port), injecting faults on a fixed schedule.
+
+    `schedule[i]` is the fault for the i-th POST that no rule claimed (None: forward); rules match body text.
+    """
 
     def __init__(
         self,
@@ -80,9 +84,11 @@ class FaultProxy:
         self.schedule, self.rules = list(schedule), list(rules)
         self.retry_after, self.slow_s, self.lifetime_s = retry_after, slow_s, lifetime_s
         self.stats = ProxyStats()
-        self._lock = threading.Lock()
+        self._scheduled = 0
+        self._lock = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
+        self.stopped = threading.Event()
         self._timer = threading.Timer(lifetime_s, self.stop)
         self._timer.daemon = True
 
@@ -102,7 +108,8 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
-        """Stop serving (idempotent)."""
+        """Stop serving (idempotent); requests held by a `slow` fault are dropped, never forwarded late."""
+        self.stopped.set()
         self._timer.cancel()
         self._server.shutdown()
         self._server.server_close()
@@ -117,16 +124,22 @@ class FaultProxy:
         """The fault for the next request (None: forward untouched); counts it."""
         text = body.decode("utf-8", "replace")
         with self._lock:
-            index = self.stats.requests
             self.stats.requests += 1
             fault = self._rule_fault(text)
-            if fault is None and index < len(self.schedule):
-                fault = self.schedule[index] or None
+            if fault is None:  # the schedule counts only requests no rule claimed, so it stays deterministic
+                index, self._scheduled = self._scheduled, self._scheduled + 1
+                fault = self.schedule[index] if index < len(self.schedule) else None
             if fault:
                 self.stats.injected[fault] += 1
             else:
                 self.stats.forwarded += 1
+            self._lock.notify_all()
             return fault
+
+    def wait_for_requests(self, n: int, timeout: float) -> bool:
+        """Block until `n` POST requests have arrived (True) or `timeout` passed (False)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self.stats.requests >= n, timeout)
 
     def _rule_fault(self, text: str) -> str | None:
         for rule in self.rules:
@@ -180,14 +193,16 @@ def _act(proxy: FaultProxy, h: BaseHTTPRequestHandler, fault: str | None, body: 
     if fault in ("429", "500", "503", "401", "400"):
         _error(proxy, h, int(fault))
         return
-    if fault == "slow":
-        time.sleep(proxy.slow_s)
+    if fault == "junk":
+        body = _junk_completion(body)
+        _send(h, 200, "application/json", body, len(body))
+        return
+    if fault == "slow" and (proxy.stopped.wait(proxy.slow_s) or _client_gone(h)):
+        return  # the client timed out and left: forwarding now would only load the server with a dead request
     headers = {
         k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection", "content-length")
     }
     status, up_headers, payload = proxy.forward(h.command, h.path, body, headers)
-    if fault == "junk" and status == 200:
-        payload = _junk(payload)
     if fault == "badjson":
         payload = b"<html><body>502 Bad Gateway (upstream sent garbage)</body></html>"
     declared = len(payload)
@@ -198,12 +213,37 @@ def _act(proxy: FaultProxy, h: BaseHTTPRequestHandler, fault: str | None, body: 
         h.close_connection = True
 
 
-def _junk(payload: bytes) -> bytes:
-    data = json.loads(payload)
-    for choice in data.get("choices", []):
-        choice["message"]["content"] = JUNK_ANSWER
-        choice["logprobs"] = None
-    return json.dumps(data).encode()
+def _client_gone(h: BaseHTTPRequestHandler) -> bool:
+    """Whether the client closed its end (readable with nothing to read)."""
+    readable, _, _ = select.select([h.connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return h.connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def _junk_completion(request_body: bytes) -> bytes:
+    """A chat completion in OpenAI's format whose answer is prose, not the JSON asked for."""
+    model = json.loads(request_body or b"{}").get("model", "unknown")
+    return json.dumps(
+        {
+            "id": "chatcmpl-junk",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": JUNK_ANSWER},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": 109},
+        }
+    ).encode()
 
 
 def _error(proxy: FaultProxy, h: BaseHTTPRequestHandler, status: int) -> None:

@@ -42,6 +42,7 @@ __all__ = ["LabelRun", "make_redactor", "prepare_jobs", "redact_events"]
 
 MIN_BATCH_FOR_CALIBRATION = 20
 _ABORT_STATUSES = {401, 403, 404}  # a wrong key, permission or model name fails every call: stop at the first
+_ABORT_AFTER = 5  # consecutive rejected requests (any 4xx) mean the requests themselves are wrong: stop
 
 
 def make_redactor(config: LabelConfig, backend: Any) -> Redactor | None:
@@ -107,6 +108,7 @@ class LabelRun:
         self.dispatcher = Dispatcher(concurrency, self.ledger.budget(config.max_cost))
         self.unreached: set[str] = set()
         self.fatal: FatalBackendError | None = None
+        self.rejected_in_a_row = 0
         self.profiler = (
             Profiler(self.backend, load_prompt(config.prompt_profile) if config.prompt_profile else None)
             if config.profile
@@ -199,6 +201,8 @@ class LabelRun:
         for job, result, reserved in self.dispatcher.run(todo, call, worst):
             if isinstance(result, BackendError):
                 result = self._fatal(job, result)
+            else:
+                self.rejected_in_a_row = 0
             cost = self.ledger.record(scorer, result, job, hit=False)
             if self.budget is not None:
                 self.budget.settle(reserved, cost or 0.0)
@@ -211,8 +215,17 @@ class LabelRun:
             raise self.fatal
 
     def _fatal(self, job: Job, exc: BackendError) -> ScoreResult:
-        """A call that must not be retried: stored as failed; auth/permission/not-found stops the run."""
-        if isinstance(exc, FatalBackendError) and getattr(exc, "status_code", None) in _ABORT_STATUSES:
+        """A call that must not be retried: stored as failed; auth/permission/not-found stops the run, and so do
+        five rejected requests in a row."""
+        self.rejected_in_a_row += 1
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, FatalBackendError) and (
+            status in _ABORT_STATUSES or self.rejected_in_a_row >= _ABORT_AFTER
+        ):
+            if status not in _ABORT_STATUSES:
+                exc = FatalBackendError(
+                    f"{_ABORT_AFTER} requests in a row were rejected, stopping; the last: {exc}"
+                )
             self.fatal = self.fatal or exc
             self.dispatcher.halt()
         usage = getattr(exc, "usage", Usage())

@@ -97,7 +97,7 @@ def plan_run(
             for job in todo:
                 redactions.update(job.redactions)
         if not sample and todo and scorer.prompt is not None:
-            sample = todo[0].text
+            sample = getattr(scorer, "prefix", "") + todo[0].text  # a next-token scorer's shared prefix first
         part = _scorer_plan(store, name, scorer, [j.text for j in todo], len(jobs) - len(todo), concurrency)
         if scorer.backend_id == backend.backend_id:
             part.cost_usd = _price(prices, price_name, backend, part)

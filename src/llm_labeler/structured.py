@@ -34,6 +34,7 @@ __all__ = [
     "StructuredResult",
     "Usage",
     "call_structured",
+    "close_json",
     "complete_with_retries",
     "inline_refs",
     "parse_json_object",
@@ -226,8 +227,12 @@ def call_structured(
     temperature: float = 0.0,
     seed: int | None = 0,
     top_logprobs: int = 0,
+    close_cut: bool = False,
 ) -> StructuredResult[T]:
     """Ask for JSON matching `model`; re-ask with the error a bounded number of times, then raise.
+
+    `close_cut`: an answer cut off at max_tokens is closed (open string, brackets) before validation, so a
+    trailing free-text field that ran long does not cost a re-ask; every required field must still validate.
 
     A transport failure that outlives its retries raises the BackendError with `.usage` attached (what the
     attempts cost); an answer that never validates raises OutputValidationError with the raw output.
@@ -245,8 +250,9 @@ def call_structured(
             raise
         usage.add(completion)
         raw = completion.text
+        cut = close_cut and completion.finish_reason == "length"
         try:
-            value = model.model_validate(parse_json_object(raw))
+            value = model.model_validate(parse_json_object(close_json(raw) if cut else raw))
             if check:
                 check(value)
             return StructuredResult(value, raw, attempt, usage, completion)
@@ -265,6 +271,28 @@ def call_structured(
     exc_out = OutputValidationError(f"output never matched {model.__name__}: {error}", raw, policy.reasks + 1)
     exc_out.usage = usage  # type: ignore[attr-defined]
     raise exc_out
+
+
+def close_json(text: str) -> str:
+    """Close what a cut-off JSON answer left open: a string, then its objects and arrays, innermost first."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for ch in text[text.find("{") :] if "{" in text else "":
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+    tail = text[:-1] if escaped else text
+    return tail + ('"' if in_string else "") + "".join(reversed(stack))
 
 
 def _cut_note(completion: Completion) -> str:

@@ -45,6 +45,7 @@ class LangChainBackend:
         local: bool = False,
         openai_compatible: bool | None = None,
         limits: tuple[int | None, int | None] = (None, None),
+        provider: str | None = None,
     ) -> None:
         self.model = chat_model
         self.model_name = _model_name(chat_model)
@@ -60,7 +61,7 @@ class LangChainBackend:
                 f"schema={self.schema_mode} needs an OpenAI-style chat model; {kind} is not one"
             )
         self.backend_id = f"langchain:{name or kind + ':' + self.model_name}"
-        self.model_id = f"langchain/{name or kind}/{self.model_name}".replace(":", "/")
+        self.model_id = f"langchain/{provider or kind}/{self.model_name}"
         self.capabilities = Capabilities(
             json_schema=self.schema_mode in ("json_schema", "json_object", "native"),
             json_mode=self.schema_mode != "prompt",
@@ -207,6 +208,7 @@ def _factory(arg: str) -> LangChainBackend:
         concurrency=int(opts.get("concurrency", "8")),
         local=opts.get("local", "0") in ("1", "true", "yes"),
         limits=_limits(opts),
+        provider=provider,
     )
 
 

@@ -5,7 +5,8 @@
 
 OPTIONS (`&`-separated): schema=json_schema|json_object|json_mode|none (structured-output form; llama.cpp's
 server needs json_object), logprobs=0|1, top_logprobs=N, concurrency=N, rpm=N, tpm=N, local=0|1 (text stays on
-this machine: no redaction by default), key_env=NAME (environment variable holding the API key).
+this machine: no redaction by default), key_env=NAME (environment variable holding the API key),
+max_tokens_field=max_tokens|max_completion_tokens (default: the latter for api.openai.com only).
 
 The SDK's own retries are off: structured.py owns retries, so that they are bounded, logged and counted.
 """
@@ -133,6 +134,11 @@ class OpenAIBackend:
             local=_flag(opts.get("local"), False),
         )
         self.is_loopback = host in _LOCAL_HOSTS
+        # OpenAI itself wants max_completion_tokens (reasoning models reject max_tokens); compatible servers
+        # (llama.cpp, vLLM, Ollama) read max_tokens and would silently ignore the other, leaving output unbounded.
+        self.max_tokens_field = opts.get(
+            "max_tokens_field", "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+        )
         self.backend_id = f"{scheme}:{model}" if base_url is None else f"{scheme}:{base_url}#{model}"
         self.model_id = f"{scheme}/{model}"
         key = api_key or os.environ.get(opts.get("key_env", "OPENAI_API_KEY"))
@@ -159,7 +165,7 @@ class OpenAIBackend:
         kwargs: dict[str, Any] = {
             "model": self.model_name,
             "messages": list(request.messages),
-            "max_tokens": request.max_tokens,
+            self.max_tokens_field: request.max_tokens,
             "temperature": request.temperature,
             "timeout": request.timeout,
         }
