@@ -188,6 +188,17 @@ def test_run_suite_library_and_bad_gold(tmp_path: Path) -> None:
         run_suite(store, load_suite(suite), ["fake:echo"])
 
 
+def test_taxonomy_override_checks_gold(first_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    db, _ = first_run
+    tax = yaml.safe_load((ROOT / "taxonomies" / "20ng_coarse.yaml").read_text())
+    tax["segments"] = [s for s in tax["segments"] if s["id"] != "marketplace"]
+    path = tmp_path / "five.yaml"
+    path.write_text(yaml.safe_dump(tax))
+    result = _eval(db, "--backend", "fake:echo", "--taxonomy", str(path))
+    assert result.exit_code == 2
+    assert "marketplace" in result.stderr and "not in taxonomy" in result.stderr
+
+
 def _chromium() -> str | None:
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 

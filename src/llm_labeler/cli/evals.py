@@ -50,6 +50,9 @@ def run(
         str | None,
         typer.Option("--baseline", help="Eval run (or EVAL#CELL, or labeling run) that must not be beaten."),
     ] = None,
+    taxonomy: Annotated[
+        Path | None, typer.Option("--taxonomy", help="Evaluate this taxonomy file instead of the suite's.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a suite's matrix, store it, print it; exit 1 when the gate fails (naming the metric)."""
@@ -57,7 +60,7 @@ def run(
 
     with _errors():
         floors = parse_fail_under(fail_under or [])
-        spec = load_suite(suite)
+        spec = load_suite(suite, {"taxonomy": str(taxonomy.resolve())} if taxonomy else None)
         with _open(db) as store, _progress(f"eval {spec.name}", as_json) as update:
             result = run_suite(store, spec, backend or None, limit, floors, baseline, progress=update)
     for note in result.warnings:

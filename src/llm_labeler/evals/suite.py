@@ -1,4 +1,24 @@
-"""Eval suites: YAML files naming a dataset with gold labels, a taxonomy, prompt variants, backends and gates."""
+"""Eval suites: YAML files naming a dataset with gold labels, a taxonomy, prompt variants, backends and gates.
+
+    name: 20ng_coarse
+    taxonomy: ../taxonomies/20ng_coarse.yaml     # paths are relative to the suite file
+    dataset:                                     # newsgroups: the 20 Newsgroups tarball, split by user
+      loader: newsgroups                         #   (files: events + a gold CSV column)
+      gold: coarse                               # coarse | fine | multi
+      split: test                                # tune | test | all; tune on 'tune', report on 'test'
+      n: 300                                     # sample size, and its seed
+    prompts: [segment_score@1, segment_score@2]  # variants of the LLM prompt (name@version or a path)
+    backends: [llamacpp:default]
+    combinations:                                # scorer combinations; no specs = the default pipeline
+      - name: default
+      - name: llm-only
+        specs: [{name: llm, weight: 1.0, calibration: batch}]
+    thresholds: {macro_f1: 0.80}                 # floors the primary cell must clear (exit 1 otherwise)
+    gate: {metrics: [accuracy, macro_f1], tolerance: 0.0}   # what --baseline may not lose
+
+Every combination that uses the LLM runs once per prompt x backend; the embedding-only zero-shot baseline is added
+when a suite does not name a baseline, and runs once.
+"""
 
 from __future__ import annotations
 
