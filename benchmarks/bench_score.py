@@ -259,6 +259,7 @@ def measure(args: Any) -> None:
     model = base / "bench_student.skops"
     if not model.exists():
         train_model(dbs[sizes[0]], model)
+    summary: dict[int, dict[str, Any]] = {}
     for n, db in dbs.items():
         print(f"\n== {n:,} users ==", flush=True)
         docs = run_child("docs", str(db), str(model), "0", "-")
@@ -270,6 +271,8 @@ def measure(args: Any) -> None:
         for workers, how in variants if n < 1_000_000 or args.all_variants else variants[1:2]:
             r = run_child("full", str(db), str(model), str(workers), "-")
             print(f"score  {how} -> scores table: {json.dumps(r)}", flush=True)
+            if workers == 2:
+                summary[n] = {"score": r}
         r = run_child("full", str(db), str(model), "2", str(base / f"scores_{n}.parquet"))
         print(f"score  workers=2 -> scores table + Parquet: {json.dumps(r)}", flush=True)
         r = run_child("incr", str(db), str(model), "2", "-")
@@ -284,6 +287,30 @@ def measure(args: Any) -> None:
             f"naive  per-user loop, measured on {naive['users']} users: {naive['users_per_s']} users/s -> "
             f"EXTRAPOLATED to {n:,} users: {est_s:,.0f} s ({json.dumps(naive)})",
             flush=True,
+        )
+        summary[n]["naive"] = naive
+    print_summary(summary)
+
+
+def print_summary(summary: dict[int, dict[str, Any]]) -> None:
+    """One line per size: product vs naive (same run), and memory growth between the smallest and largest size."""
+    print(
+        "\n== summary (score = read + featurize + predict + write, 2 threads; naive measured in this run) =="
+    )
+    for n, r in summary.items():
+        s, nv = r["score"], r["naive"]
+        print(
+            f"{n:>9,} users: score {s['users_per_s']:>9,} users/s, naive {nv['users_per_s']:>7,} users/s "
+            f"-> {s['users_per_s'] / nv['users_per_s']:,.0f}x; peak RSS {s['peak_rss_mb']:,} MB "
+            f"({s['peak_rss_mb'] - s['rss_before_mb']:,} MB above the process after imports)"
+        )
+    if len(summary) > 1:
+        lo, hi = min(summary), max(summary)
+        a, b = summary[lo]["score"], summary[hi]["score"]
+        grow = (b["peak_rss_mb"] - b["rss_before_mb"]) / max(1, a["peak_rss_mb"] - a["rss_before_mb"])
+        print(
+            f"memory: {hi // lo}x the users -> {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x the peak RSS "
+            f"({grow:.2f}x above imports)"
         )
 
 

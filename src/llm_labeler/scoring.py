@@ -160,8 +160,13 @@ def score_users(
     progress: Callable[[Progress], None] | None = None,
     fallback_config: LabelConfig | None = None,
     processes: bool = False,
+    memory_limit: str = "256MB",
 ) -> ScoreReport:
-    """Score every (filtered) user whose history changed since this model last scored them; Parquet on request."""
+    """Score every (filtered) user whose history changed since this model last scored them; Parquet on request.
+
+    `memory_limit` caps DuckDB's buffer pool for the run: pages of user_docs read once would otherwise stay
+    cached up to the connection's limit, so resident memory would grow with the number of users scored.
+    """
     est, meta, tax = load_model(model_path, taxonomy)
     segments, version = list(meta["segments"]), meta["model_version"]
     where = sq.user_filter(store, sql_filter)
@@ -174,7 +179,7 @@ def score_users(
         meta["taxonomy_hash"],
         {"model": str(model_path), "users": sql_filter, "fallback": fallback, "margin": margin, "full": full},
     )
-    with sq.memory_capped(store, "1GB"):
+    with sq.memory_capped(store, memory_limit):
         rebuilt = sq.refresh_docs(store)
         in_filter = sq.count_users(store, where)
         todo = sq.prepare_scores(store, version, where, full)
@@ -226,17 +231,27 @@ def _run_scoring(
     cur, reader = sq.docs_reader(store, version, where, batch_size)
     writer = store.con.cursor()  # the reader's cursor stays busy streaming; writes go through their own
     done = 0
-    try:
-        for batch, probs in _pipeline(est, segments, reader, workers, processes):
-            table = _score_table(batch, probs, segments, version, run_id)
-            sq.write_scores(writer, table)
-            counts.update(dict(zip(*np.unique(np.argmax(probs, axis=1), return_counts=True))))
-            done += batch.num_rows
-            if progress:
-                progress(Progress("score", done, todo))
-    finally:
-        cur.close()
-        writer.close()
+    # Writes run on their own thread (DuckDB releases the GIL) so that featurizing the next batches overlaps
+    # them; one write in flight at a time keeps memory bounded and rows in order.
+    with ThreadPoolExecutor(1) as write_pool:
+        written: Future[None] | None = None
+        try:
+            for batch, probs in _pipeline(est, segments, reader, workers, processes):
+                table = _score_table(batch, probs, segments, version, run_id)
+                if written is not None:
+                    written.result()
+                written = write_pool.submit(sq.write_scores, writer, table)
+                counts.update(dict(zip(*np.unique(np.argmax(probs, axis=1), return_counts=True))))
+                done += batch.num_rows
+                if progress:
+                    progress(Progress("score", done, todo))
+            if written is not None:
+                written.result()
+        finally:
+            if written is not None:
+                written.exception()  # wait: never close the cursor under a running write
+            cur.close()
+            writer.close()
     return Counter({segments[int(k)]: int(v) for k, v in counts.items()})
 
 

@@ -79,12 +79,24 @@ def _count_kernel(
     indices,
     counts,
 ):
-    """Per document: word n-gram and meta-token columns, sorted and counted, written in CSR order."""
+    """Per document: word n-gram and meta-token columns, counted, written in CSR order.
+
+    Duplicates are counted in a small open-addressing table sized to the document (cleared per document, so it
+    stays in cache), which is about twice as fast as sorting the columns; a row's indices come out in order of
+    first appearance, not sorted (scipy and every consumer here accept that).
+    """
     n_docs = offsets.size - 1
     cap = 0
     for d in range(n_docs):
         cap = max(cap, offsets[d + 1] - offsets[d] + moffsets[d + 1] - moffsets[d])
     buf = np.empty(cap + 8, dtype=np.int64)
+    size = 16
+    while size < 2 * (cap + 8):
+        size *= 2
+    keys = np.full(size, -1, dtype=np.int64)
+    tally = np.zeros(size, dtype=np.int64)
+    slots = np.empty(size, dtype=np.int64)
+    golden = np.uint64(0x9E3779B97F4A7C15)
     out = 0
     for d in range(n_docs):
         m = _emit_doc(
@@ -93,16 +105,29 @@ def _count_kernel(
         m = _emit_doc(
             mdata, moffsets[d], moffsets[d + 1], nonspace, 1, False, salts[2], salts[2], mbits, moff, buf, m
         )
-        cols = np.sort(buf[:m])
-        j = 0
-        while j < m:
-            k = j
-            while k < m and cols[k] == cols[j]:
-                k += 1
-            indices[out] = cols[j]
-            counts[out] = k - j
+        width = 16
+        while width < 2 * m:
+            width *= 2
+        mask = np.uint64(width - 1)
+        uniq = 0
+        for i in range(m):
+            c = buf[i]
+            s = np.int64((np.uint64(c) * golden >> np.uint64(32)) & mask)
+            while keys[s] != -1 and keys[s] != c:
+                s = np.int64((np.uint64(s) + np.uint64(1)) & mask)
+            if keys[s] == -1:
+                keys[s] = c
+                tally[s] = 1
+                slots[uniq] = s
+                uniq += 1
+            else:
+                tally[s] += 1
+        for j in range(uniq):
+            s = slots[j]
+            indices[out] = keys[s]
+            counts[out] = tally[s]
+            keys[s] = -1
             out += 1
-            j = k
         indptr[d + 1] = out
     return out
 
