@@ -151,7 +151,9 @@ def _score_summary(r: Any) -> None:
         )
     for name, m in {
         **{f"{k} vs gold": v for k, v in r.gold.items()},
-        **{f"{k} vs LLM labels": v for k, v in r.agreement.items()},
+        # The source run's users are the student's training set: in-sample, so only a sanity check (distill
+        # prints the cross-validated agreement).
+        **{f"{k} vs LLM labels of the training run (in-sample)": v for k, v in r.agreement.items()},
     }.items():
         if m:
             out.print(
