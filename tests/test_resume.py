@@ -74,3 +74,14 @@ def test_sigkill_then_rerun_resumes_without_paying_twice(tmp_path: Path, events_
         runs = {r["status"] for r in store.query("SELECT status FROM runs")}
         assert runs == {"interrupted", "done"}
         assert store.query("SELECT count(*) AS n FROM labels")[0]["n"] == n
+
+
+def test_only_runs_of_other_processes_are_marked_interrupted(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    with Store(db) as store:
+        dead = store.start_run("label", "fake:echo", "m", "t", "h", {})
+    with Store(db) as store:  # a later process: the first one's running run is stale
+        mine = store.start_run("score", "student", "m", "t", "h", {})
+        assert store.mark_interrupted_runs() == 1
+        status = {r["run_id"]: r["status"] for r in store.query("SELECT run_id, status FROM runs")}
+    assert status == {dead: "interrupted", mine: "running"}

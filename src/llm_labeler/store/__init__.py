@@ -87,6 +87,7 @@ class Store:
 
     def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = str(path)
+        self._own_runs: set[str] = set()  # runs this process started: running, not interrupted
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
@@ -234,6 +235,7 @@ class Store:
     ) -> str:
         """Create a run row (status running) and return its id."""
         run_id = run_id or new_id(kind)
+        self._own_runs.add(run_id)
         self.con.execute(
             "INSERT INTO runs (run_id, kind, status, backend, model_id, taxonomy_name, taxonomy_hash, config) "
             "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
@@ -249,9 +251,12 @@ class Store:
         )
 
     def mark_interrupted_runs(self) -> int:
-        """Runs still marked running belong to killed processes: DuckDB lets one process write a file."""
+        """Runs still marked running belong to killed processes (DuckDB lets one process write a file), unless
+        this process started them: a `score --llm-fallback` run is still running while its labeling run starts."""
         row = self.con.execute(
-            "UPDATE runs SET status = 'interrupted' WHERE status = 'running' RETURNING run_id"
+            "UPDATE runs SET status = 'interrupted' WHERE status = 'running' "
+            "AND run_id NOT IN (SELECT unnest(?::VARCHAR[])) RETURNING run_id",
+            [sorted(self._own_runs)],
         ).fetchall()
         return len(row)
 
