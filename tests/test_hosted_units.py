@@ -331,3 +331,22 @@ def test_exhausted_retries_become_a_failed_row(loaded_store: Store, coarse_taxon
         result = scorer.score_one("u1", "Pick a segment for: my SCSI disk fails")
     assert proxy.stats.injected["503"] == 4 and result.scores is None
     assert result.error is not None and "HTTP 503" in result.error and result.usage.failed_attempts == 4
+
+
+def test_only_consecutive_rejections_stop_the_run() -> None:
+    from types import SimpleNamespace
+
+    from llm_labeler.labelrun import LabelRun
+
+    halted: list[bool] = []
+    run = SimpleNamespace(
+        rejected_in_a_row=0, fatal=None, dispatcher=SimpleNamespace(halt=lambda: halted.append(True))
+    )
+    job = Job("u", "text", "k")
+    for exc in [FatalBackendError("HTTP 400")] * 4 + [TransientBackendError("HTTP 503 after retries")]:
+        row = LabelRun._fatal(run, job, exc)  # type: ignore[arg-type]
+        assert row.scores is None and row.error is not None
+    assert run.rejected_in_a_row == 0 and not halted  # a server failure breaks the streak of rejections
+    for _ in range(5):
+        LabelRun._fatal(run, job, FatalBackendError("HTTP 400"))  # type: ignore[arg-type]
+    assert halted and "5 requests in a row were rejected" in str(run.fatal)

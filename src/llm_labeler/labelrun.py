@@ -216,8 +216,9 @@ class LabelRun:
 
     def _fatal(self, job: Job, exc: BackendError) -> ScoreResult:
         """A call that must not be retried: stored as failed; auth/permission/not-found stops the run, and so do
-        five rejected requests in a row."""
-        self.rejected_in_a_row += 1
+        five rejected requests in a row (a transport failure that outlived its retries is not a rejection)."""
+        rejected = isinstance(exc, FatalBackendError)
+        self.rejected_in_a_row = self.rejected_in_a_row + 1 if rejected else 0
         status = getattr(exc, "status_code", None)
         if isinstance(exc, FatalBackendError) and (
             status in _ABORT_STATUSES or self.rejected_in_a_row >= _ABORT_AFTER

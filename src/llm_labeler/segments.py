@@ -236,8 +236,8 @@ class EmbeddingScorer:
 _NO_LOGPROBS = "confidence is the model's own number (use samples > 1 / --samples K for self-consistency)"
 
 
-# The rationale is clipped, not length-constrained: a maxLength in the schema makes llama.cpp's grammar sampling
-# about ten times slower. An answer cut off inside it is closed and still validates (call_structured close_cut).
+# The rationale is clipped, not length-constrained: a maxLength in the schema turns into one grammar state per
+# character in llama.cpp's grammar sampling, which made answers much slower there (not benchmarked separately). An answer cut off inside it is closed and still validates (call_structured close_cut).
 RATIONALE_CHARS = 300
 
 

@@ -82,7 +82,8 @@ def _count_kernel(
     """Per document: word n-gram and meta-token columns, counted, written in CSR order.
 
     Duplicates are counted in a small open-addressing table sized to the document (cleared per document, so it
-    stays in cache), which is about twice as fast as sorting the columns; a row's indices come out in order of
+    stays in cache): 0.68 s against 1.14 s for sorting, on 100k synthetic users in one thread (a one-off timing
+    of count_matrix_fast against the bench_score store, not a benchmark in this repo); a row's indices come out in order of
     first appearance, not sorted (scipy and every consumer here accept that).
     """
     n_docs = offsets.size - 1
