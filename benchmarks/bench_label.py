@@ -10,6 +10,9 @@ generated tokens/user and users/min (plus macro-F1 against gold, so that no path
             embeddings), the llm scorer alone, and the embedding scorer alone (its share of the default).
 3. bound    llama_decode alone over exactly the user-specific tokens path 2 processed, from the cached prefix.
 
+--sweep N / --sweep-embedding N also time llama.cpp's n_threads x n_batch x flash_attn, and the embedding scorer's
+precision x batch size, on N users (the shipped choices came from these sweeps).
+
 Then the peak resident memory of a `label` run (llm scorer) at --memory-sizes users, each in a fresh subprocess.
 
     flock /tmp/llm_labeler_cpu.lock .venv/bin/python benchmarks/bench_label.py      (or `make bench`)
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_labeler.backends import get_backend
+from llm_labeler.backends.embedding import DEFAULT_BATCH as DEFAULT_EMBED_BATCH
 from llm_labeler.labeling import LabelConfig, label_users
 from llm_labeler.mlkit import classification_metrics
 from llm_labeler.schemas import Taxonomy, load_taxonomy
@@ -174,6 +178,43 @@ def mean_bound(first: PathResult, second: PathResult) -> PathResult:
     seconds = (first.seconds + second.seconds) / 2
     note = f"user tokens only; passes {first.s_per_user:.4f} / {second.s_per_user:.4f} s/user"
     return PathResult(first.name, first.users, seconds, first.prompt_tokens, 0, None, note)
+
+
+def run_embedding_sweep(taxonomy: Taxonomy, ctx: dict[str, Any], users: int) -> list[dict[str, Any]]:
+    """The embedding scorer's encode() under each precision x batch size, on the first N users' event texts.
+
+    Agreement is the lowest cosine between a text's vector and its fp32 batch-64 vector (same weights).
+    """
+    from llm_labeler.backends.embedding import EmbeddingModel
+    from llm_labeler.segments import EmbeddingScorer
+
+    shipped = get_backend("embedding:default")
+    scorer = EmbeddingScorer(shipped, taxonomy)
+    with Store(ctx["workdir"] / "product_0.duckdb") as store:
+        events = store.events_for(ctx["ids"][:users])
+    texts = [text for evs in events.values() for _, text in scorer._texts(evs)]
+    reference = None
+    out = []
+    for dtype in ("float32", "bfloat16"):
+        model = EmbeddingModel(shipped.path, dtype=dtype)
+        model._model = shipped.model  # same weights, precision applied per call
+        for batch in (64, 32, 16, 8):
+            model.encode(texts[:batch], batch_size=batch)  # warm-up
+            start = time.perf_counter()
+            vectors = model.encode(texts, batch_size=batch)
+            seconds = time.perf_counter() - start
+            if reference is None:
+                reference = vectors
+            out.append(
+                {
+                    "dtype": dtype,
+                    "batch": batch,
+                    "s_per_user": seconds / max(len(events), 1),
+                    "min_cosine": float((vectors * reference).sum(axis=1).min()),
+                    "shipped": dtype == shipped.dtype and batch == DEFAULT_EMBED_BATCH,
+                }
+            )
+    return out
 
 
 def run_sweep(taxonomy: Taxonomy, lists: list[list[int]]) -> list[tuple[int, int, bool, float]]:
@@ -336,6 +377,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--naive-max-tokens", type=int, default=120)
     p.add_argument("--no-lock", action="store_true", help="do not take the CPU lock (smoke tests only)")
     p.add_argument("--sweep", type=int, default=0, help="also sweep n_threads/n_batch/flash_attn on N users")
+    p.add_argument(
+        "--sweep-embedding",
+        type=int,
+        default=0,
+        help="also time the embedding scorer's precision x batch size on N users",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ids-file", help=argparse.SUPPRESS)
@@ -367,6 +414,9 @@ def _bench(args: argparse.Namespace) -> int:
         report["loads"] = _warm_up()
         results, lists = _paths(args, taxonomy, ctx)
         report["sweep"] = run_sweep(taxonomy, lists[: args.sweep]) if args.sweep else []
+        report["embedding_sweep"] = (
+            run_embedding_sweep(taxonomy, ctx, args.sweep_embedding) if args.sweep_embedding else []
+        )
         report["memory"] = run_memory(args, ctx_all) if args.memory_sizes else []
     _print(report, results, lists)
     if args.json:
@@ -376,7 +426,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _header(args: argparse.Namespace, taxonomy: Taxonomy, n: int) -> dict[str, Any]:
     backend = get_backend("llamacpp:default")
+    embedder = get_backend("embedding:default")
     return {
+        "embedding": f"{embedder.model_id}, {embedder.dtype}, batch {DEFAULT_EMBED_BATCH}",
         "users": n,
         "source": "fixture" if args.fixture else f"20news-bydate sample_users(seed={args.seed})",
         "taxonomy": taxonomy.name,
@@ -426,6 +478,7 @@ def _print(report: dict[str, Any], results: list[PathResult], lists: list[list[i
     print(
         f"model {report['model']}, n_threads={report['n_threads']}, n_batch={report['n_batch']}, cpus={report['cpus']}"
     )
+    print(f"embedding model {report['embedding']}")
     loads = report["loads"]
     print(
         f"model load (once per run, not per user): llm {loads['llm_load_s']:.2f} s, embeddings {loads['embedding_load_s']:.2f} s"
@@ -448,6 +501,12 @@ def _print(report: dict[str, Any], results: list[PathResult], lists: list[list[i
     for threads, batch, flash, spu in report["sweep"]:
         print(
             f"sweep: n_threads={threads} n_batch={batch:>3} flash_attn={flash!s:<5}  bound {spu:.4f} s/user"
+        )
+    for e in report.get("embedding_sweep", []):
+        mark = "  <- shipped" if e["shipped"] else ""
+        print(
+            f"sweep: embedding {e['dtype']:<8} batch {e['batch']:>2}  {e['s_per_user']:.4f} s/user  "
+            f"min cosine vs float32 batch 64 {e['min_cosine']:.5f}{mark}"
         )
     for m in report["memory"]:
         grow = (m["peak_kib"] - m["loaded_kib"]) / 1024

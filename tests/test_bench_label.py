@@ -32,6 +32,8 @@ def test_bench_label_prints_every_path_the_ratios_and_memory(tmp_path: Path) -> 
         "2",
         "--naive-max-tokens",
         "8",
+        "--sweep-embedding",
+        "2",
         "--json",
         str(tmp_path / "bench.json"),
     )
@@ -48,6 +50,9 @@ def test_bench_label_prints_every_path_the_ratios_and_memory(tmp_path: Path) -> 
     assert re.search(r"naive/product:\s+default [\d.]+x\s+llm-only [\d.]+x", out)
     assert re.search(r"product/bound:\s+default [\d.]+x\s+llm-only [\d.]+x", out)
     assert re.search(r"memory: label \(llm scorer\)\s+2 users: peak RSS [\d.]+ MiB", out)
+    sweep = [x for x in out.splitlines() if x.startswith("sweep: embedding")]
+    assert len(sweep) == 8 and sum("<- shipped" in x for x in sweep) == 1, sweep
+    assert all(float(x.split("min cosine vs float32 batch 64 ")[1].split()[0]) > 0.999 for x in sweep), sweep
     figures = json.loads((tmp_path / "bench.json").read_text())
     paths = {p["name"]: p for p in figures["paths"]}
     naive = paths["1 naive: JSON generation"]
