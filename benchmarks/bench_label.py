@@ -13,7 +13,7 @@ generated tokens/user and users/min (plus macro-F1 against gold, so that no path
 --sweep N / --sweep-embedding N also time llama.cpp's n_threads x n_batch x flash_attn, and the embedding scorer's
 precision x batch size, on N users (the shipped choices came from these sweeps).
 
-Then the peak resident memory of a `label` run (llm scorer) at --memory-sizes users, each in a fresh subprocess.
+Then the peak resident memory of a `label` run as shipped (llm + embedding scorers) at --memory-sizes users, each in a fresh subprocess.
 
     flock /tmp/llm_labeler_cpu.lock .venv/bin/python benchmarks/bench_label.py      (or `make bench`)
 
@@ -296,11 +296,12 @@ def rss_kib(field: str) -> int:
 
 
 def child_memory(args: argparse.Namespace) -> int:
-    """One `label` run (llm scorer) on the first N users in this fresh process; prints one JSON line."""
+    """One `label` run as shipped (default LabelConfig) on the first N users in this fresh process; prints JSON."""
     taxonomy = load_taxonomy(ROOT / "taxonomies" / f"{args.taxonomy}.yaml")
     ids = json.loads(Path(args.ids_file).read_text())[: args.child_memory]
     backend = get_backend("llamacpp:default")
-    backend.scorer  # noqa: B018 - load the model before the baseline reading
+    backend.scorer  # noqa: B018 - load the models before the baseline reading
+    get_backend("embedding:default").encode(["warm up"])
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "mem.duckdb") as store:
         store.ingest(args.events)
         loaded = rss_kib("VmHWM")
@@ -309,7 +310,7 @@ def child_memory(args: argparse.Namespace) -> int:
         label_users(
             store,
             taxonomy,
-            LabelConfig(scorers=[ScorerSpec("llm", 1.0)]),
+            LabelConfig(),
             users=ids,
             progress=lambda p: samples.append(rss_kib("VmRSS")),
         )
@@ -427,7 +428,10 @@ def _bench(args: argparse.Namespace) -> int:
 def _header(args: argparse.Namespace, taxonomy: Taxonomy, n: int) -> dict[str, Any]:
     backend = get_backend("llamacpp:default")
     embedder = get_backend("embedding:default")
+    from llm_labeler.backends.llamacpp import cpu_features
+
     return {
+        "llama_cpu": cpu_features(),
         "embedding": f"{embedder.model_id}, {embedder.dtype}, batch {DEFAULT_EMBED_BATCH}",
         "users": n,
         "source": "fixture" if args.fixture else f"20news-bydate sample_users(seed={args.seed})",
@@ -478,6 +482,7 @@ def _print(report: dict[str, Any], results: list[PathResult], lists: list[list[i
     print(
         f"model {report['model']}, n_threads={report['n_threads']}, n_batch={report['n_batch']}, cpus={report['cpus']}"
     )
+    print(f"llama.cpp CPU kernels: {report['llama_cpu']}")
     print(f"embedding model {report['embedding']}")
     loads = report["loads"]
     print(
@@ -512,7 +517,7 @@ def _print(report: dict[str, Any], results: list[PathResult], lists: list[list[i
         grow = (m["peak_kib"] - m["loaded_kib"]) / 1024
         rss = m["rss_kib"] or [0]
         print(
-            f"memory: label (llm scorer) {m['users']:>5} users: peak RSS {m['peak_kib'] / 1024:.1f} MiB "
+            f"memory: label (llm+embedding) {m['users']:>5} users: peak RSS {m['peak_kib'] / 1024:.1f} MiB "
             f"(after model load + ingest {m['loaded_kib'] / 1024:.1f} MiB, +{grow:.1f} MiB while labeling; "
             f"RSS after the first chunk {rss[0] / 1024:.1f} MiB, after the last {rss[-1] / 1024:.1f} MiB), "
             f"{m['seconds'] / m['users']:.3f} s/user"

@@ -49,7 +49,7 @@ def test_bench_label_prints_every_path_the_ratios_and_memory(tmp_path: Path) -> 
         assert s_per_user > 0, line
     assert re.search(r"naive/product:\s+default [\d.]+x\s+llm-only [\d.]+x", out)
     assert re.search(r"product/bound:\s+default [\d.]+x\s+llm-only [\d.]+x", out)
-    assert re.search(r"memory: label \(llm scorer\)\s+2 users: peak RSS [\d.]+ MiB", out)
+    assert re.search(r"memory: label \(llm\+embedding\)\s+2 users: peak RSS [\d.]+ MiB", out)
     sweep = [x for x in out.splitlines() if x.startswith("sweep: embedding")]
     assert len(sweep) == 8 and sum("<- shipped" in x for x in sweep) == 1, sweep
     assert all(float(x.split("min cosine vs float32 batch 64 ")[1].split()[0]) > 0.999 for x in sweep), sweep

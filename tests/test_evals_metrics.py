@@ -8,6 +8,7 @@ import pytest
 
 from llm_labeler.errors import ConfigError, InputError
 from llm_labeler.evals import BASELINE_NAME, check_gate, load_suite, parse_fail_under, plan, score_labels
+from llm_labeler.labeling import LabelConfig
 from llm_labeler.mlkit import metrics as mk
 from llm_labeler.schemas import Taxonomy
 
@@ -136,9 +137,24 @@ def test_suite_adds_the_embedding_baseline(tmp_path: Path) -> None:
     assert [c.name for c in plan(suite, ["fake:x"])][:1] == ["default|segment_score@1|fake:x"]
 
 
+def test_a_combination_sets_the_history_budget(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\ntaxonomy: t.yaml\ndataset: {loader: newsgroups}\nbackends: [fake:echo]\n"
+        "combinations: [{name: b100, budget_tokens: 100}, {name: plain}]\n"
+    )
+    budgets = {c.combination.name: c.config.budget_tokens for c in plan(load_suite(path))}
+    assert budgets["b100"] == 100 and budgets["plain"] == LabelConfig().budget_tokens
+
+
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
+        (
+            "name: s\ntaxonomy: t.yaml\ndataset: {loader: newsgroups}\n"
+            "combinations: [{name: a, budget_tokens: 3}]\n",
+            "budget_tokens",
+        ),
         ("name: s\ntaxonomy: t.yaml\ndataset: {loader: files}\n", "needs 'events' and 'gold_csv'"),
         ("name: s\ntaxonomy: t.yaml\ndataset: {loader: newsgroups, gold: weird}\n", "coarse, fine or multi"),
         ("name: s\ntaxonomy: t.yaml\ndataset: {loader: newsgroups}\nprimary: nope\n", "primary 'nope'"),

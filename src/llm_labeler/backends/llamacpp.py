@@ -18,7 +18,7 @@ from ..errors import ConfigError, FatalBackendError
 from . import register
 from .base import Capabilities, ChoiceScores, Completion, Request
 
-__all__ = ["LlamaCppBackend", "default_model_path", "gguf_sha256"]
+__all__ = ["LlamaCppBackend", "cpu_features", "default_model_path", "gguf_sha256"]
 
 DEFAULT_N_CTX = 2048
 
@@ -36,6 +36,18 @@ def default_model_path() -> Path:
 
 
 @lru_cache(maxsize=16)
+def cpu_features() -> str:
+    """The CPU kernels this llama-cpp-python build was compiled with ("AVX2 AVX512 ..."), for benchmark headers."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    return " ".join(
+        part.split("=")[0].strip()
+        for part in info.split("|")
+        if part.strip().endswith("= 1") and "SSE" not in part and "CPU :" not in part
+    )
+
+
 def _sha256_cached(path: str, size: int, mtime: float) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -75,6 +75,8 @@ def plan(suite: Suite, backends: Sequence[str] | None = None) -> list[Cell]:
                 config.temperature = combo.temperature
             if combo.threshold is not None:
                 config.threshold = combo.threshold
+            if combo.budget_tokens is not None:
+                config.budget_tokens = combo.budget_tokens
             shown_backend = backend if combo.uses_llm else config.embedding_backend
             name = f"{combo.name}|{shown}|{shown_backend}" if combo.uses_llm else combo.name
             cells.append(Cell(name, combo, shown, shown_backend, config, combo.name == primary))

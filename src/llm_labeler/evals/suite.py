@@ -94,6 +94,11 @@ class Combination(BaseModel):
     specs: list[SpecModel] | None = None
     temperature: float | None = Field(default=None, gt=0.0)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    budget_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        description="history token budget of the LLM scorers (default: the label default)",
+    )
     baseline: bool = False
 
     @property
