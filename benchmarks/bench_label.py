@@ -516,10 +516,14 @@ def _print(report: dict[str, Any], results: list[PathResult], lists: list[list[i
     for m in report["memory"]:
         grow = (m["peak_kib"] - m["loaded_kib"]) / 1024
         rss = m["rss_kib"] or [0]
+        quarters = " / ".join(
+            f"{rss[min(len(rss) - 1, max(0, round(len(rss) * q) - 1))] / 1024:.0f}"
+            for q in (0.25, 0.5, 0.75, 1.0)
+        )
         print(
             f"memory: label (llm+embedding) {m['users']:>5} users: peak RSS {m['peak_kib'] / 1024:.1f} MiB "
             f"(after model load + ingest {m['loaded_kib'] / 1024:.1f} MiB, +{grow:.1f} MiB while labeling; "
-            f"RSS after the first chunk {rss[0] / 1024:.1f} MiB, after the last {rss[-1] / 1024:.1f} MiB), "
+            f"RSS after the first chunk {rss[0] / 1024:.1f} MiB, after 25/50/75/100% of users {quarters} MiB), "
             f"{m['seconds'] / m['users']:.3f} s/user"
         )
     if len(report["memory"]) > 1:
@@ -527,6 +531,14 @@ def _print(report: dict[str, Any], results: list[PathResult], lists: list[list[i
         per = (large["peak_kib"] - small["peak_kib"]) / max(large["users"] - small["users"], 1)
         print(
             f"memory: peak RSS grows {per:.1f} KiB per extra user from {small['users']} to {large['users']} users"
+        )
+    if report["memory"] and len(report["memory"][-1]["rss_kib"]) >= 4:
+        # The slope once warm: allocator pools and kernel caches fill in the first chunks, then RSS should stay put.
+        large = report["memory"][-1]
+        rss, half = large["rss_kib"], len(large["rss_kib"]) // 2
+        per = (rss[-1] - rss[half - 1]) / max(large["users"] - large["users"] * half / len(rss), 1)
+        print(
+            f"memory: RSS grows {per:.1f} KiB per user over the second half of the {large['users']}-user run"
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -241,7 +241,10 @@ class LabelRun:
         )
 
     def _keep(self, name: str, result: ScoreResult) -> None:
-        self.results.setdefault(result.user_id, {})[name] = result
+        # The call (prompt text, raw answer) is already stored; labels need only scores, evidence, rationale. Keeping
+        # the texts would hold every user's rendered history until the end of the run (3.8 KB/user on 20NG).
+        slim = replace(result, request="", raw="") if result.request or result.raw else result
+        self.results.setdefault(result.user_id, {})[name] = slim
 
     # -- profiles -----------------------------------------------------------------------------------------------
     def _profiles(self, events: dict[str, list[Event]]) -> None:
