@@ -9,7 +9,7 @@ TORCH_VERSION := 2.13.0
 # otherwise be reused. We build with --no-cache-dir into this folder and install only from it (--no-index).
 # GGML_NATIVE=OFF alone compiles llama.cpp's CPU kernels for AVX2 at most. Where the CPU has AVX-512 we switch those
 # kernels on explicitly (and VBMI / VNNI / BF16 where present; AMX stays off): benchmarks/bench_label.py's prefill
-# bound went 0.514 -> 0.335 s/user on the dev machine (AMD EPYC, 2 cores). `make LLAMA_SIMD=avx2 ...` forces the
+# bound went 0.544 -> 0.336 s/user (100 users) on the dev machine (AMD EPYC, 2 cores). `make LLAMA_SIMD=avx2 ...` forces the
 # portable build. A wheel only runs on CPUs with the features it was built for, hence the key in its folder name.
 CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
 cpu_has = $(filter $(1),$(CPU_FLAGS))
