@@ -8,8 +8,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl
 
-__all__ = ["Backend", "Capabilities", "ChoiceScorer", "ChoiceScores", "Completion", "Message", "Request"]
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "ChoiceScorer",
+    "ChoiceScores",
+    "Completion",
+    "Message",
+    "Request",
+    "parse_options",
+]
+
+
+def parse_options(arg: str) -> tuple[str, dict[str, str]]:
+    """`MODEL?a=1&b=2` -> (MODEL, {a: 1, b: 2}): the options part of a backend id."""
+    head, _, query = arg.partition("?")
+    return head, dict(parse_qsl(query, keep_blank_values=True))
+
 
 Message = dict[str, str]
 

@@ -13,25 +13,25 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import register
+from .base import parse_options
 
 __all__ = ["EmbeddingModel", "embeddings_available", "native_bf16"]
 
 DTYPE_ENV = "LLM_LABELER_EMBEDDING_DTYPE"
-# Measured with /tmp-style microbenchmarks on the dev machine (AMD EPYC, avx512_bf16, 2 cores), 611 20NG events of
-# ~110 tokens: fp32 batch 64 (sentence-transformers' default-ish) 0.166 s/user, fp32 batch 8 0.111, bf16 batch 64
-# 0.064, bf16 batch 8 0.045; bf16 vectors have cosine >= 0.99997 with fp32 ones. Bigger batches are slower here:
-# more padding and attention work per token. benchmarks/bench_label.py reports the scorer's share of a labeling run.
+# `benchmarks/bench_label.py --sweep-embedding 100` on the dev machine (AMD EPYC, avx512_bf16, 2 cores), 20NG event
+# texts, s/user: fp32 batch 64 0.148, fp32 batch 8 0.099, bf16 batch 64 0.061, bf16 batch 8 0.039; bf16 vectors
+# have cosine >= 0.99995 with fp32 batch-64 ones. Bigger batches are slower here: more padding and attention work.
 DEFAULT_BATCH = 8
 # Token sequences are padded to a multiple of this (the attention mask keeps the vectors the same). Without it every
 # new (batch, length) shape made torch/oneDNN keep another set of kernels and buffers: a 1,000-user embedding run
 # grew from 684 to 1,168 MB RSS (bf16; fp32 659 -> 1,014), with multiples of 16 it stayed at 675 -> 695 MB and ran
-# as fast (multiples of 8: +90 MB; 32: flat but 10% slower). Measured with a probe script on 20NG users; the
-# shipped label run's memory is in benchmarks/bench_label.py.
+# as fast (multiples of 8: +90 MB; 32 and 64: flat but 5% and 14% slower). Measured with a one-off probe script on 20NG users,
+# not a benchmark in this repo; the shipped label run's memory is in benchmarks/bench_label.py.
 PAD_MULTIPLE = 16
 
 
 def native_bf16() -> bool:
-    """True when the CPU computes bfloat16 natively (avx512_bf16 / AMX): there autocast is ~2.5x faster than fp32.
+    """True when the CPU computes bfloat16 natively (avx512_bf16 / AMX): there autocast is 2.5x faster than fp32.
 
     Elsewhere oneDNN emulates bf16, which can be slower than fp32, so "auto" stays in fp32 there.
     """
@@ -140,11 +140,8 @@ def _pad_to_multiple(model: Any, multiple: int) -> None:
 @register("embedding")
 def _factory(arg: str) -> EmbeddingModel:
     """embedding:default or embedding:PATH, optionally ?dtype=auto|float32|bfloat16."""
-    arg, _, query = arg.partition("?")
-    dtype = None
-    for part in filter(None, query.split("&")):
-        key, _, value = part.partition("=")
-        if key != "dtype":
-            raise ConfigError(f"unknown embedding backend option {key!r} (known: dtype)")
-        dtype = value
-    return EmbeddingModel(None if arg in ("", "default") else Path(arg), dtype=dtype)
+    arg, opts = parse_options(arg)
+    unknown = sorted(set(opts) - {"dtype"})
+    if unknown:
+        raise ConfigError(f"unknown embedding backend option {unknown[0]!r} (known: dtype)")
+    return EmbeddingModel(None if arg in ("", "default") else Path(arg), dtype=opts.get("dtype"))

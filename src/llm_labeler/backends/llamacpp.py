@@ -35,7 +35,7 @@ def default_model_path() -> Path:
     return Path(gemma.assemble())
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=1)
 def cpu_features() -> str:
     """The CPU kernels this llama-cpp-python build was compiled with ("AVX2 AVX512 ..."), for benchmark headers."""
     import llama_cpp
@@ -48,6 +48,7 @@ def cpu_features() -> str:
     )
 
 
+@lru_cache(maxsize=16)
 def _sha256_cached(path: str, size: int, mtime: float) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

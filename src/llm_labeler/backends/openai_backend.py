@@ -18,11 +18,11 @@ import json
 import os
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import urlparse
 
 from ..errors import BackendError, ConfigError, FatalBackendError, TransientBackendError
 from . import register
-from .base import Capabilities, Completion, Request
+from .base import Capabilities, Completion, Request, parse_options
 
 __all__ = [
     "SCHEMA_MODES",
@@ -44,12 +44,6 @@ _HINTS = {
     413: "request too large",
     422: "request rejected as unprocessable",
 }
-
-
-def parse_options(arg: str) -> tuple[str, dict[str, str]]:
-    """`MODEL?a=1&b=2` -> (MODEL, {a: 1, b: 2})."""
-    head, _, query = arg.partition("?")
-    return head, dict(parse_qsl(query, keep_blank_values=True))
 
 
 def _flag(value: str | None, default: bool) -> bool:
