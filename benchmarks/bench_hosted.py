@@ -39,8 +39,8 @@ from hosted_server import LlamaServer  # noqa: E402
 
 from llm_labeler.backends import get_backend  # noqa: E402
 from llm_labeler.labeling import LabelConfig, label_users  # noqa: E402
-from llm_labeler.labelrun import prepare_jobs  # noqa: E402
-from llm_labeler.mlkit import classification_metrics  # noqa: E402
+from llm_labeler.labeling.prepare import prepare_jobs  # noqa: E402
+from llm_labeler.metrics import classification_metrics  # noqa: E402
 from llm_labeler.redaction import Redactor  # noqa: E402
 from llm_labeler.schemas import Taxonomy, load_taxonomy  # noqa: E402
 from llm_labeler.segments import JsonScorer, ScorerSpec  # noqa: E402

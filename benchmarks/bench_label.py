@@ -40,7 +40,7 @@ from typing import Any
 from llm_labeler.backends import get_backend
 from llm_labeler.backends.embedding import DEFAULT_BATCH as DEFAULT_EMBED_BATCH
 from llm_labeler.labeling import LabelConfig, label_users
-from llm_labeler.mlkit import classification_metrics
+from llm_labeler.metrics import classification_metrics
 from llm_labeler.schemas import Taxonomy, load_taxonomy
 from llm_labeler.segments import JsonScorer, NextTokenScorer, ScorerSpec
 from llm_labeler.store import Store

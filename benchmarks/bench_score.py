@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from llm_labeler.mlkit import StudentClassifier, save_student
 from llm_labeler.schemas import Taxonomy
-from llm_labeler.scoring import score_users
 from llm_labeler.store import Store
-from llm_labeler.store import scores as sq
+from llm_labeler.store import student as sq
+from llm_labeler.student import StudentClassifier, save_student
+from llm_labeler.student.scoring import score_users
 
 LOCK = "/tmp/llm_labeler_cpu.lock"
 SEGMENTS = ["tech", "home", "sports", "fashion", "books", "travel"]
@@ -168,7 +168,7 @@ def _touch_one_percent(store: Store) -> None:
 
 def child_naive(db: str, model: str, sample: int) -> dict[str, Any]:
     """The per-user Python loop on `sample` users."""
-    from llm_labeler.scoring import load_model
+    from llm_labeler.student.scoring import load_model
 
     est, _, _ = load_model(model)
     with Store(db) as store:

@@ -33,9 +33,10 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from llm_labeler.datasets import newsgroups as ng
-from llm_labeler.mlkit import StudentClassifier, classification_metrics, cross_val_predict_student
+from llm_labeler.metrics import classification_metrics
 from llm_labeler.store import Store
-from llm_labeler.store import scores as sq
+from llm_labeler.store import student as sq
+from llm_labeler.student import StudentClassifier, cross_val_predict_student
 
 SEGS = list(ng.COARSE_IDS)
 

@@ -17,14 +17,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 
-from llm_labeler.distill import DistillConfig, distill
 from llm_labeler.errors import InputError, StoreError, UnknownUserError
-from llm_labeler.mlkit import HashedTfidf, StudentClassifier, load_student, save_student
-from llm_labeler.mlkit.hashing import HashSpec, count_matrix, ngram_texts
-from llm_labeler.review import explain_user, export_labels, review_export, review_import
 from llm_labeler.schemas import Taxonomy
 from llm_labeler.store import LabelRecord, Store
-from llm_labeler.store import scores as sq
+from llm_labeler.store import student as sq
+from llm_labeler.student import HashedTfidf, StudentClassifier, load_student, save_student
+from llm_labeler.student.distill import DistillConfig, distill
+from llm_labeler.student.hashing import HashSpec, count_matrix, ngram_texts
+from llm_labeler.student.review import explain_user, export_labels, review_export, review_import
 
 SEGMENTS = ["computers", "recreation", "science", "politics", "religion", "marketplace"]
 
@@ -270,7 +270,7 @@ def test_an_eval_run_id_resolves_to_its_primary_labeling_run(
 
 
 def test_compiled_path_matches_numpy(events_path: Path, gold_coarse: dict[str, str]) -> None:
-    from llm_labeler.mlkit import fastpath
+    from llm_labeler.student import fastpath
 
     assert fastpath.AVAILABLE
     X, y = fixture_xy(events_path, gold_coarse)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from llm_labeler import metrics as mk
 from llm_labeler.errors import ConfigError, InputError
 from llm_labeler.evals import BASELINE_NAME, check_gate, load_suite, parse_fail_under, plan, score_labels
 from llm_labeler.labeling import LabelConfig
-from llm_labeler.mlkit import metrics as mk
 from llm_labeler.schemas import Taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from llm_labeler.backends import get_backend
 from llm_labeler.cli import app
-from llm_labeler.labeling import LabelConfig, label_users, plan
-from llm_labeler.labelrun import prepare_jobs
+from llm_labeler.labeling import LabelConfig, label_users, plan_run
+from llm_labeler.labeling.prepare import prepare_jobs
 from llm_labeler.redaction import Redactor
 from llm_labeler.schemas import Taxonomy
 from llm_labeler.segments import JsonScorer, ScorerSpec
@@ -88,7 +88,7 @@ def test_openai_compatible_labels_real_users_and_reruns_for_free(
     assert again.stats["calls"] == 0 and again.stats["cache_hits"] == 6  # json + embedding, all stored
     assert [lab.primary_segment for lab in again.labels] == [lab.primary_segment for lab in first.labels]
 
-    planned = plan(loaded_store, coarse_taxonomy, config, limit=4)
+    planned = plan_run(loaded_store, coarse_taxonomy, config, limit=4)
     json_part = next(p for p in planned.scorers if p.scorer == "json")
     assert (json_part.calls, json_part.cache_hits) == (1, 3) and json_part.basis.startswith("median of 3")
     assert planned.sample_prompt and not EMAIL.search(planned.sample_prompt)
@@ -214,8 +214,8 @@ def test_a_bad_request_fails_its_row_without_retry(
 def test_max_cost_stops_before_crossing_and_resumes(
     server: LlamaServer, loaded_store: Store, coarse_taxonomy: Taxonomy, tmp_path: Path
 ) -> None:
-    from llm_labeler.dispatch import worst_case_tokens
-    from llm_labeler.pricing import Price
+    from llm_labeler.labeling.dispatch import worst_case_tokens
+    from llm_labeler.labeling.pricing import Price
 
     prices = tmp_path / "prices.yaml"
     prices.write_text("gemma: {input: 1.0, output: 2.0}\n", encoding="utf-8")
@@ -268,7 +268,7 @@ from llm_labeler.schemas import load_taxonomy
 from llm_labeler.segments import ScorerSpec
 from llm_labeler.store import Store
 
-from llm_labeler import ledger
+from llm_labeler.labeling import ledger
 
 committed = ledger.Ledger.record_paid
 

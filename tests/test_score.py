@@ -12,14 +12,14 @@ from test_distill import write_run
 from typer.testing import CliRunner
 
 from llm_labeler.cli import app
-from llm_labeler.distill import DistillConfig, distill
 from llm_labeler.errors import InputError
 from llm_labeler.labeling import LabelConfig
 from llm_labeler.schemas import Taxonomy, load_taxonomy
-from llm_labeler.scoring import _pipeline, load_model, predict_batch, score_users
 from llm_labeler.segments import ScorerSpec
 from llm_labeler.store import Store
-from llm_labeler.store import scores as sq
+from llm_labeler.store import student as sq
+from llm_labeler.student.distill import DistillConfig, distill
+from llm_labeler.student.scoring import _pipeline, load_model, predict_batch, score_users
 
 ROOT = Path(__file__).resolve().parents[1]
 

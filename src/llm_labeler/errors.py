@@ -16,6 +16,8 @@ LabelerError
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BackendError",
     "BudgetExceeded",
@@ -69,14 +71,29 @@ class UnknownUserError(InputError):
 
 
 class BackendError(LabelerError):
-    """An LLM backend call failed."""
+    """An LLM backend call failed.
+
+    Carries `status_code` (the HTTP status, where there was one), `maybe_billed` (the server may have done, and
+    billed, the work: a timeout, a dropped connection after sending, a cut-off body), `usage` (what every
+    attempt of the call cost, a structured.Usage, set by the retry loop when the call gives up) and `raw_output`
+    (the last answer received before it gave up, if any).
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, maybe_billed: bool = False, usage: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.maybe_billed = maybe_billed
+        self.usage = usage
+        self.raw_output = ""
 
 
 class TransientBackendError(BackendError):
     """A failure worth retrying: rate limits, server errors, timeouts, dropped connections."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
 
@@ -85,12 +102,14 @@ class FatalBackendError(BackendError):
 
 
 class OutputValidationError(LabelerError):
-    """The model's output did not validate after every allowed re-ask."""
+    """The model's output did not validate after every allowed re-ask; carries the raw output, the attempt
+    count and `usage` (what the attempts cost, a structured.Usage)."""
 
-    def __init__(self, message: str, raw_output: str, attempts: int) -> None:
+    def __init__(self, message: str, raw_output: str, attempts: int, usage: Any = None) -> None:
         super().__init__(f"{message} (after {attempts} attempt(s))")
         self.raw_output = raw_output
         self.attempts = attempts
+        self.usage = usage
 
 
 class BudgetExceeded(LabelerError):

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from .schemas import Event
 
-__all__ = ["RenderedHistory", "approx_tokens", "clean_text", "event_snippet", "render_history", "subject_key"]
+__all__ = ["RenderedHistory", "approx_tokens", "clean_text", "render_history", "subject_key"]
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 _QUOTE = re.compile(r"^\s*(>|\|>).*$", re.MULTILINE)
@@ -38,11 +38,6 @@ def approx_tokens(text: str) -> int:
     """A tokenizer-free estimate: ~4 Latin characters a token, one token per CJK character."""
     cjk = len(_CJK.findall(text))
     return cjk + (len(text) - cjk + 3) // 4
-
-
-def event_snippet(event: Event, max_chars: int = 300, with_id: bool = False) -> str:
-    """One event as a compact line: type, title, category, rating and the start of its text."""
-    return _Parts.of(event, with_id).line(max_chars)
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class Profiler:
             )
         except OutputValidationError as exc:
             return ProfileResult(
-                user_id, None, 0, text, exc.raw_output, getattr(exc, "usage", Usage()), exc.attempts, str(exc)
+                user_id, None, 0, text, exc.raw_output, exc.usage or Usage(), exc.attempts, str(exc)
             )
         except BackendError as exc:
             return ProfileResult(user_id, None, 0, text, "", error=f"{type(exc).__name__}: {exc}")

@@ -6,7 +6,6 @@ replaced, so a run can report what it removed without storing what it was.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -16,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .settings import redact_patterns_path
 
 __all__ = ["KINDS", "Redacted", "Redactor", "load_patterns", "luhn_ok"]
 
@@ -125,7 +125,7 @@ def _compile(name: str, rx: str) -> re.Pattern[str]:
 
 def load_patterns(path: str | Path | None = None) -> dict[str, str]:
     """Extra patterns from a YAML mapping name -> regex (`path`, else $LLM_LABELER_REDACT_PATTERNS, else none)."""
-    source = path or os.environ.get("LLM_LABELER_REDACT_PATTERNS")
+    source = path or redact_patterns_path()
     if not source:
         return {}
     p = Path(source)

@@ -17,6 +17,7 @@ from .errors import TaxonomyError
 __all__ = [
     "ABSTAIN_ID",
     "EVENT_FIELDS",
+    "Abstain",
     "Event",
     "Interest",
     "InterestProfile",

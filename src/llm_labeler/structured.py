@@ -38,6 +38,7 @@ __all__ = [
     "complete_with_retries",
     "inline_refs",
     "parse_json_object",
+    "request_tokens",
 ]
 
 T = TypeVar("T", bound=BaseModel)
@@ -207,7 +208,7 @@ def complete_with_retries(
                 completion = backend.complete(request)
             except BackendError as exc:
                 usage.failed_attempts += 1
-                if getattr(exc, "maybe_billed", False):  # the server may have done (and billed) the work
+                if exc.maybe_billed:  # the server may have done (and billed) the work
                     usage.estimated_prompt_tokens += request_tokens(request) - request.max_tokens
                 raise
     return completion
@@ -245,8 +246,7 @@ def call_structured(
         try:
             completion = complete_with_retries(backend, request, policy, usage, limiter)
         except BackendError as exc:
-            exc.usage = usage  # type: ignore[attr-defined]
-            exc.raw_output = raw  # type: ignore[attr-defined]
+            exc.usage, exc.raw_output = usage, raw
             raise
         usage.add(completion)
         raw = completion.text
@@ -268,9 +268,9 @@ def call_structured(
                     "Reply again with only a JSON object that matches the schema.",
                 },
             ]
-    exc_out = OutputValidationError(f"output never matched {model.__name__}: {error}", raw, policy.reasks + 1)
-    exc_out.usage = usage  # type: ignore[attr-defined]
-    raise exc_out
+    raise OutputValidationError(
+        f"output never matched {model.__name__}: {error}", raw, policy.reasks + 1, usage
+    )
 
 
 def close_json(text: str) -> str:

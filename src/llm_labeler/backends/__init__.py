@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
-from .base import Backend, Capabilities, ChoiceScorer, ChoiceScores, Completion, Message, Request
+from .base import Backend, Capabilities, ChoiceScorer, ChoiceScores, Completion, Embedder, Message, Request
 
 __all__ = [
     "Backend",
@@ -24,10 +24,13 @@ __all__ = [
     "ChoiceScorer",
     "ChoiceScores",
     "Completion",
+    "Embedder",
     "Message",
     "Request",
     "available_schemes",
     "get_backend",
+    "get_embedder",
+    "get_llm",
     "register",
 ]
 
@@ -60,8 +63,32 @@ def available_schemes() -> list[str]:
     return sorted(set(_LAZY) | set(_FACTORIES))
 
 
-def get_backend(backend_id: str, reuse: bool = True) -> Any:
-    """Build (or reuse, so a model stays loaded across a run) the backend for an id."""
+def get_backend(backend_id: str, reuse: bool = True) -> Backend | Embedder:
+    """Whatever an id names, an LLM backend or an embedding model (built once and reused)."""
+    found: Backend | Embedder = _get(backend_id, reuse)
+    return found
+
+
+def get_llm(backend_id: str, reuse: bool = True) -> Backend:
+    """The LLM backend for an id (built once and reused, so a model stays loaded across a run)."""
+    backend = _get(backend_id, reuse)
+    if not isinstance(backend, Backend):
+        raise ConfigError(f"{backend_id!r} is not an LLM backend (it cannot complete chat messages)")
+    return backend
+
+
+def get_embedder(backend_id: str, reuse: bool = True) -> Embedder:
+    """The embedding model for an id (embedding:default, embedding:PATH), built once and reused."""
+    model = _get(backend_id, reuse)
+    if not isinstance(model, Embedder):
+        raise ConfigError(
+            f"{backend_id!r} is not an embedding model: use embedding:default or embedding:PATH"
+        )
+    return model
+
+
+def _get(backend_id: str, reuse: bool) -> Any:
+    """Build (or reuse) whatever the registry makes of an id."""
     if reuse and backend_id in _INSTANCES:
         return _INSTANCES[backend_id]
     scheme, sep, arg = backend_id.partition(":")

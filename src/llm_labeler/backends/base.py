@@ -1,6 +1,10 @@
-"""The backend protocol: messages (+ optional JSON schema) in, raw text and usage out.
+"""The backend protocols: messages (+ optional JSON schema) in, raw text and usage out; texts in, vectors out.
 
-Parsing, retries, caching and logging are not a backend's job (see structured.py and labeling.py).
+Backend      chat completion (every LLM backend)
+ChoiceScorer scores fixed choices from one forward pass (local llama.cpp models)
+Embedder     unit-length sentence embeddings (the embedding scorer's model)
+
+Parsing, retries, caching and logging are not a backend's job (see structured.py and the labeling package).
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from urllib.parse import parse_qsl
 
 __all__ = [
     "Backend",
+    "BackendBase",
     "Capabilities",
     "ChoiceScorer",
     "ChoiceScores",
     "Completion",
+    "Embedder",
     "Message",
     "Request",
     "parse_options",
@@ -79,6 +85,9 @@ class ChoiceScores:
     latency_ms: float
 
 
+RateLimits = tuple[int | None, int | None]  # requests and tokens per minute (None: no limit)
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Anything that completes chat messages."""
@@ -86,9 +95,47 @@ class Backend(Protocol):
     backend_id: str
     model_id: str
     capabilities: Capabilities
+    limits: RateLimits
+    warnings: Sequence[str]  # degradations it chose while running (e.g. a schema form the server refused)
+
+    @property
+    def price_name(self) -> str:
+        """The model name a price table is searched with."""
+        ...
 
     def complete(self, request: Request) -> Completion:
         """Send one request; raise TransientBackendError / FatalBackendError on failure."""
+        ...
+
+
+class BackendBase:
+    """What a backend has unless it says otherwise: no rate limits, no warnings, priced by its model id."""
+
+    backend_id: str
+    model_id: str
+    capabilities: Capabilities
+    limits: RateLimits = (None, None)
+    warnings: Sequence[str] = ()
+
+    @property
+    def price_name(self) -> str:
+        """The model name a price table is searched with."""
+        return self.model_id
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A sentence-embedding model."""
+
+    backend_id: str
+    model_id: str
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        """Unit-length float32 vectors, one row per text (a numpy array)."""
+        ...
+
+    def encode_cached(self, texts: tuple[str, ...]) -> Any:
+        """encode() for a small fixed set of texts, memoised."""
         ...
 
 

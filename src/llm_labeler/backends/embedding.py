@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..settings import EMBEDDING_DTYPE_ENV, embedding_dtype
 from . import register
 from .base import parse_options
 
 __all__ = ["EmbeddingModel", "embeddings_available", "native_bf16"]
 
-DTYPE_ENV = "LLM_LABELER_EMBEDDING_DTYPE"
+DTYPE_ENV = EMBEDDING_DTYPE_ENV
 # `benchmarks/bench_label.py --sweep-embedding 100` on the dev machine (AMD EPYC, avx512_bf16, 2 cores), 20NG event
 # texts, s/user: fp32 batch 64 0.148, fp32 batch 8 0.099, bf16 batch 64 0.061, bf16 batch 8 0.039; bf16 vectors
 # have cosine >= 0.99995 with fp32 batch-64 ones. Bigger batches are slower here: more padding and attention work.
@@ -43,7 +44,7 @@ def native_bf16() -> bool:
 
 
 def _resolve_dtype(dtype: str | None) -> str:
-    choice = (dtype or os.environ.get(DTYPE_ENV) or "auto").strip().lower()
+    choice = (dtype or embedding_dtype() or "auto").strip().lower()
     aliases = {"bf16": "bfloat16", "fp32": "float32", "float": "float32"}
     choice = aliases.get(choice, choice)
     if choice == "auto":
@@ -94,13 +95,12 @@ class EmbeddingModel:
     def model(self) -> Any:
         """The loaded SentenceTransformer (offline: nothing is fetched from a hub)."""
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             import torch
             from sentence_transformers import SentenceTransformer
 
             torch.set_num_threads(os.cpu_count() or 2)
-            model = SentenceTransformer(str(self.path), device="cpu")
+            # local_files_only: a folder on disk, never a hub lookup (no network here, and none wanted)
+            model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
             _pad_to_multiple(model, PAD_MULTIPLE)
             self._model = model
         return self._model

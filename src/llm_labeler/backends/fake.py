@@ -14,12 +14,12 @@ from typing import Any
 
 from ..errors import TransientBackendError
 from . import register
-from .base import Capabilities, ChoiceScores, Completion, Request
+from .base import BackendBase, Capabilities, ChoiceScores, Completion, Request
 
 __all__ = ["FakeBackend"]
 
 
-class FakeBackend:
+class FakeBackend(BackendBase):
     """Deterministic answers; counts calls so tests can assert on caching."""
 
     def __init__(self, mode: str = "echo") -> None:

@@ -15,24 +15,23 @@ LangChain allows it: structured.py owns retries.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
-from ..errors import BackendError, ConfigError, FatalBackendError, TransientBackendError
+from ..errors import BackendError, ConfigError, FatalBackendError
+from ..settings import env_secret
 from . import register
-from .base import Capabilities, Completion, Request
-from .openai_backend import mark_billed, never_sent, parse_options, response_format, retry_after_seconds
+from .base import BackendBase, Capabilities, Completion, Request, parse_options
+from .http import connection_error, malformed_body, response_format, status_error, timeout_error
 
 __all__ = ["SCHEMA_MODES", "LangChainBackend", "use_chat_model"]
 
 SCHEMA_MODES = ("json_schema", "json_object", "json_mode", "native", "prompt")
 _OURS = {"schema", "logprobs", "concurrency", "rpm", "tpm", "local"}
 _CHAT_MODELS: dict[str, Any] = {}
-_HINTS = {401: "authentication failed: check the API key", 403: "permission denied", 404: "not found"}
 
 
-class LangChainBackend:
+class LangChainBackend(BackendBase):
     """Wraps a LangChain BaseChatModel; messages + schema in, raw text and usage out."""
 
     def __init__(
@@ -73,6 +72,11 @@ class LangChainBackend:
         self.warnings: list[str] = []
         # A custom base_url means an OpenAI-compatible server: those read `max_tokens`, which ChatOpenAI renames.
         self.compat_max_tokens = bool(getattr(chat_model, "openai_api_base", None))
+
+    @property
+    def price_name(self) -> str:
+        """The model name a price table is searched with (the provider's, not our id)."""
+        return self.model_name
 
     def complete(self, request: Request) -> Completion:
         """One chat call; raises TransientBackendError (retry) or FatalBackendError (do not)."""
@@ -151,24 +155,15 @@ def _classify(exc: Exception, who: str, timeout: float) -> BackendError:
     status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
     name = type(exc).__name__
     if isinstance(status, int):
-        detail = str(getattr(exc, "message", exc))[:500]
-        if status in (408, 409, 429) or status >= 500:
-            if status == 429 and "insufficient_quota" in detail:
-                return FatalBackendError(f"{who}: HTTP 429 insufficient quota: {detail} (not retried)")
-            wait = retry_after_seconds(getattr(response, "headers", None))
-            return TransientBackendError(f"{who}: HTTP {status}: {detail}", retry_after=wait)
-        fatal = FatalBackendError(
-            f"{who}: HTTP {status} {_HINTS.get(status, 'client error')}: {detail} (not retried)"
+        return status_error(
+            who, status, str(getattr(exc, "message", exc))[:500], getattr(response, "headers", None)
         )
-        fatal.status_code = status  # type: ignore[attr-defined]
-        return fatal
     if "Timeout" in name or isinstance(exc, TimeoutError):
-        return mark_billed(TransientBackendError(f"{who}: no answer within the {timeout:g} s timeout"))
+        return timeout_error(who, timeout)
     if "Connection" in name or "Protocol" in name or isinstance(exc, ConnectionError):
-        failed = TransientBackendError(f"{who}: connection failed ({exc.__cause__ or exc})")
-        return failed if never_sent(exc) else mark_billed(failed)
+        return connection_error(who, exc)
     if isinstance(exc, json.JSONDecodeError) or "ResponseValidation" in name:
-        return mark_billed(TransientBackendError(f"{who}: malformed response body ({exc})"))
+        return malformed_body(who, exc)
     return FatalBackendError(f"{who}: {name}: {exc}")
 
 
@@ -217,7 +212,7 @@ def _init(provider: str, model: str, opts: dict[str, str]) -> Any:
 
     kwargs: dict[str, Any] = {k: v for k, v in opts.items() if k not in _OURS}
     kwargs.setdefault("max_retries", 0)  # structured.py retries, bounded and counted
-    if provider == "openai" and kwargs.get("base_url") and not os.environ.get("OPENAI_API_KEY"):
+    if provider == "openai" and kwargs.get("base_url") and not env_secret("OPENAI_API_KEY"):
         kwargs.setdefault("api_key", "unused")  # a local OpenAI-compatible server needs no key
     try:
         return init_chat_model(model, model_provider=provider, **kwargs)

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, FatalBackendError
+from ..settings import llama_threads
 from . import register
-from .base import Capabilities, ChoiceScores, Completion, Request
+from .base import BackendBase, Capabilities, ChoiceScores, Completion, Request
 
 __all__ = ["LlamaCppBackend", "cpu_features", "default_model_path", "gguf_sha256"]
 
@@ -63,7 +64,7 @@ def gguf_sha256(path: Path) -> str:
     return _sha256_cached(str(path), stat.st_size, stat.st_mtime)
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(BackendBase):
     """A GGUF model kept loaded for the whole run; scores choices from one forward pass with a cached prefix."""
 
     def __init__(
@@ -93,7 +94,7 @@ class LlamaCppBackend:
         # Every core this process may run on (both, on the 2-core reference machine), for generation and for
         # prompt processing alike (n_threads, n_threads_batch): a label's time is prompt processing, and it scales
         # with threads when the cores are free. benchmarks/bench_label.py --sweep measures n_threads x n_batch.
-        self.n_threads = n_threads or int(os.environ.get("LLM_LABELER_THREADS", "0")) or _usable_cores()
+        self.n_threads = n_threads or llama_threads() or _usable_cores()
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._scorer: Any = None  # the context whose KV cache holds the shared prefix

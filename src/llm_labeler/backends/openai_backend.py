@@ -13,92 +13,31 @@ The SDK's own retries are off: structured.py owns retries, so that they are boun
 
 from __future__ import annotations
 
-import email.utils
 import json
-import os
 import time
 from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import BackendError, ConfigError, FatalBackendError, TransientBackendError
+from ..settings import env_secret, openai_base_url
 from . import register
-from .base import Capabilities, Completion, Request, parse_options
+from .base import BackendBase, Capabilities, Completion, Request, parse_options
+from .http import connection_error, malformed_body, response_format, status_error, timeout_error
 
 __all__ = [
     "SCHEMA_MODES",
     "OpenAIBackend",
-    "mark_billed",
-    "never_sent",
-    "parse_options",
-    "response_format",
-    "retry_after_seconds",
 ]
 
 SCHEMA_MODES = ("json_schema", "json_object", "json_mode", "none")
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-_HINTS = {
-    400: "bad request",
-    401: "authentication failed: check the API key",
-    403: "permission denied for this key",
-    404: "not found: check the model name and the base URL",
-    413: "request too large",
-    422: "request rejected as unprocessable",
-}
 
 
 def _flag(value: str | None, default: bool) -> bool:
     return default if value is None else value.lower() in ("1", "true", "yes", "on")
 
 
-def response_format(mode: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The `response_format` a schema mode sends: strict json_schema (OpenAI), json_object+schema (llama.cpp)."""
-    if schema is None or mode == "none":
-        return None
-    if mode == "json_schema":
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": _strict(schema), "strict": True},
-        }
-    if mode == "json_object":
-        return {"type": "json_object", "schema": schema}
-    return {"type": "json_object"}
-
-
-def _strict(schema: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's strict mode wants every property required and no extra ones, at every level."""
-    node = dict(schema)
-    if node.get("type") == "object" and "properties" in node:
-        node["properties"] = {k: _strict(v) for k, v in node["properties"].items()}
-        node["required"] = list(node["properties"])
-        node["additionalProperties"] = False
-    if node.get("type") == "array" and isinstance(node.get("items"), dict):
-        node["items"] = _strict(node["items"])
-    for key in ("default", "title", "minLength", "maxLength"):  # not accepted by strict mode
-        node.pop(key, None)
-    return node
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` / `retry-after` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
-
-
-class OpenAIBackend:
+class OpenAIBackend(BackendBase):
     """Chat completions through the official `openai` client; failures mapped to transient or fatal errors."""
 
     def __init__(
@@ -119,7 +58,7 @@ class OpenAIBackend:
         self.top_logprobs = int(opts.get("top_logprobs", "20"))
         self.limits = (_int(opts.get("rpm")), _int(opts.get("tpm")))
         self.warnings: list[str] = []
-        host = urlparse(base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com").hostname
+        host = urlparse(base_url or openai_base_url() or "https://api.openai.com").hostname
         self.capabilities = Capabilities(
             json_schema=self.schema_mode in ("json_schema", "json_object"),
             json_mode=self.schema_mode != "none",
@@ -135,12 +74,17 @@ class OpenAIBackend:
         )
         self.backend_id = f"{scheme}:{model}" if base_url is None else f"{scheme}:{base_url}#{model}"
         self.model_id = f"{scheme}/{model}"
-        key = api_key or os.environ.get(opts.get("key_env", "OPENAI_API_KEY"))
+        key = api_key or env_secret(opts.get("key_env", "OPENAI_API_KEY"))
         if not key and scheme == "openai":
             raise ConfigError(
                 f"{self.backend_id} needs an API key: set {opts.get('key_env', 'OPENAI_API_KEY')}"
             )
         self.client = OpenAI(base_url=base_url, api_key=key or "unused", max_retries=0)
+
+    @property
+    def price_name(self) -> str:
+        """The model name a price table is searched with (the provider's, not our id)."""
+        return self.model_name
 
     def complete(self, request: Request) -> Completion:
         """One chat completion; raises TransientBackendError (retry) or FatalBackendError (do not)."""
@@ -175,9 +119,7 @@ class OpenAIBackend:
         try:
             return raw.parse()
         except Exception as exc:  # a 200 whose body is cut short or is not the JSON promised
-            raise mark_billed(
-                TransientBackendError(f"{self.backend_id}: malformed response body ({exc})")
-            ) from exc
+            raise malformed_body(self.backend_id, exc) from exc
 
     def _schema_rejected(self, exc: Exception) -> bool:
         """A server that does not know OpenAI's json_schema envelope (llama.cpp answers 500, others 400)."""
@@ -203,26 +145,16 @@ class OpenAIBackend:
 
         who = self.backend_id
         if isinstance(exc, openai.APITimeoutError):
-            return mark_billed(TransientBackendError(f"{who}: no answer within the {timeout:g} s timeout"))
+            return timeout_error(who, timeout)
         if isinstance(exc, openai.APIConnectionError):
-            failed = TransientBackendError(f"{who}: connection failed ({exc.__cause__ or exc})")
-            return failed if never_sent(exc) else mark_billed(failed)
+            return connection_error(who, exc)
         if isinstance(exc, openai.APIStatusError):
-            return self._status_error(exc)
+            return status_error(
+                who, int(exc.status_code), _error_message(exc), getattr(exc.response, "headers", None)
+            )
         if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
-            return mark_billed(TransientBackendError(f"{who}: malformed response body ({exc})"))
+            return malformed_body(who, exc)
         return FatalBackendError(f"{who}: {type(exc).__name__}: {exc}")
-
-    def _status_error(self, exc: Any) -> BackendError:
-        status, who = int(exc.status_code), self.backend_id
-        detail = _error_message(exc)
-        if status == 429 and "insufficient_quota" in detail:
-            return _fatal(f"{who}: HTTP 429 insufficient quota: {detail} (not retried)", status)
-        if status in (408, 409, 429) or status >= 500:
-            wait = retry_after_seconds(getattr(exc.response, "headers", None))
-            return TransientBackendError(f"{who}: HTTP {status}: {detail}", retry_after=wait)
-        hint = _HINTS.get(status, "client error")
-        return _fatal(f"{who}: HTTP {status} {hint}: {detail} (not retried)", status)
 
     def _completion(self, response: Any, latency_ms: float) -> Completion:
         choice = response.choices[0] if response.choices else None
@@ -245,26 +177,6 @@ class OpenAIBackend:
             finish_reason=choice.finish_reason,
             raw={"model": response.model, "logprobs": logprobs},
         )
-
-
-def mark_billed(exc: TransientBackendError) -> TransientBackendError:
-    """Mark a failure after which the server may have done (and billed) the work."""
-    exc.maybe_billed = True  # type: ignore[attr-defined]
-    return exc
-
-
-def never_sent(exc: Exception) -> bool:
-    """A connection that was never made (refused, DNS) carried no request."""
-    cause = exc.__cause__
-    return type(cause).__name__ in ("ConnectError", "ConnectTimeout") or isinstance(
-        cause, ConnectionRefusedError
-    )
-
-
-def _fatal(message: str, status: int) -> FatalBackendError:
-    exc = FatalBackendError(message)
-    exc.status_code = status  # type: ignore[attr-defined]
-    return exc
 
 
 def _error_message(exc: Any) -> str:

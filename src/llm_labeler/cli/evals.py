@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import DbOpt, JsonOpt, _errors, _open, _progress, app, console, out
+from .common import DbOpt, JsonOpt, app, console, errors, open_store, out, progress
 
 eval_app = typer.Typer(
     no_args_is_help=True, help="Evaluation suites: gold sets, prompt x model matrix, CI gate."
@@ -58,10 +58,10 @@ def run(
     """Run a suite's matrix, store it, print it; exit 1 when the gate fails (naming the metric)."""
     from ..evals import load_suite, parse_fail_under, run_suite
 
-    with _errors():
+    with errors():
         floors = parse_fail_under(fail_under or [])
         spec = load_suite(suite, {"taxonomy": str(taxonomy.resolve())} if taxonomy else None)
-        with _open(db) as store, _progress(f"eval {spec.name}", as_json) as update:
+        with open_store(db) as store, progress(f"eval {spec.name}", as_json) as update:
             result = run_suite(store, spec, backend or None, limit, floors, baseline, progress=update)
     for note in result.warnings:
         console.print(f"[yellow]warning:[/] {note}")
@@ -151,7 +151,7 @@ def compare(
     """Metric deltas (B - A) and the users whose label flipped between two runs."""
     from ..evals import compare_runs
 
-    with _errors(), _open(db) as store:
+    with errors(), open_store(db) as store:
         comp = compare_runs(store, run_a, run_b)
     for note in comp.warnings:
         console.print(f"[yellow]warning:[/] {note}")
@@ -189,7 +189,7 @@ def report(
     """Write an HTML page with the matrix, confusion heatmaps and reliability plots (opens offline)."""
     from ..evals import render_report
 
-    with _errors(), _open(db) as store:
+    with errors(), open_store(db) as store:
         page = render_report(store, run_id)
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(page, encoding="utf-8")

@@ -6,7 +6,6 @@ import csv
 import functools
 import hashlib
 import json
-import os
 import re
 import tarfile
 from collections import Counter
@@ -16,6 +15,8 @@ from datetime import timezone
 from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+
+from ..settings import newsgroups_dir
 
 __all__ = [
     "COARSE_GROUPS",
@@ -113,7 +114,7 @@ def find_tarball(explicit: str | Path | None = None) -> Path:
         candidates = [p] if not p.is_dir() else [p / TARBALL_NAME, p / "20newsgroups" / TARBALL_NAME]
     else:
         candidates = []
-        env = os.environ.get(ENV_VAR)
+        env = newsgroups_dir(ENV_VAR)
         if env:
             candidates.append(Path(env).expanduser() / "20newsgroups" / TARBALL_NAME)
         candidates.append(DEFAULT_TARBALL)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +11,7 @@ from ..store import Store
 from ..store import evals as sql
 from .metrics import HEADLINE, LOWER_IS_BETTER, run_metrics
 
-__all__ = ["Comparison", "compare_runs", "run_taxonomy"]
+__all__ = ["Comparison", "compare_runs"]
 
 
 @dataclass
@@ -47,15 +46,6 @@ class Comparison:
         }
 
 
-def run_taxonomy(store: Store, run_id: str) -> Taxonomy:
-    """The exact taxonomy a labeling run used (from the store, by hash)."""
-    run = store.get_run(run_id)
-    rows = store.query("SELECT body FROM taxonomies WHERE taxonomy_hash = ?", [run["taxonomy_hash"]])
-    if not rows:
-        raise InputError(f"run {run_id}: its taxonomy {run['taxonomy_hash'][:12]} is not in the store")
-    return Taxonomy.model_validate(json.loads(rows[0]["body"]))
-
-
 def _gold(store: Store, eval_ids: list[str | None], taxonomy: Taxonomy) -> dict[str, list[str]]:
     for eval_id in eval_ids:
         if eval_id:
@@ -67,7 +57,7 @@ def compare_runs(store: Store, ref_a: str, ref_b: str) -> Comparison:
     """Compare runs given as eval ids (their primary cell), 'EVAL_ID#CELL', or labeling run ids."""
     eval_a, run_a = sql.resolve_run(store, ref_a)
     eval_b, run_b = sql.resolve_run(store, ref_b)
-    tax_a, tax_b = run_taxonomy(store, run_a), run_taxonomy(store, run_b)
+    tax_a, tax_b = store.run_taxonomy(run_a), store.run_taxonomy(run_b)
     warnings = []
     if tax_a.ids != tax_b.ids:
         raise InputError(

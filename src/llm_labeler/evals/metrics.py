@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..mlkit import metrics as mk
+from .. import metrics as mk
 from ..schemas import Taxonomy
 from ..store import Store
 from ..store.evals import call_costs

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..labeling import LabelConfig, Progress, label_users
+from ..labeling import LabelConfig, LabelProgress, label_users
 from ..prompts import load_prompt
 from ..schemas import Taxonomy, load_taxonomy
 from ..store import Store, new_id
@@ -93,7 +93,7 @@ def run_suite(
     limit: int | None = None,
     fail_under: Mapping[str, float] | None = None,
     baseline: str | None = None,
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[LabelProgress], None] | None = None,
 ) -> EvalResult:
     """Prepare the data, label it once per cell, score each cell, store everything and apply the gate."""
     taxonomy = load_taxonomy(suite.resolve(suite.taxonomy))
@@ -144,7 +144,7 @@ def _run_cells(
     taxonomy: Taxonomy,
     gold: Mapping[str, Sequence[str]],
     cells: Sequence[Cell],
-    progress: Callable[[Progress], None] | None,
+    progress: Callable[[LabelProgress], None] | None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -153,9 +153,9 @@ def _run_cells(
     total = len(users) * len(cells)
     for position, cell in enumerate(cells):
 
-        def relay(p: Progress, offset: int = done, base_hits: int = hits, name: str = cell.name) -> None:
+        def relay(p: LabelProgress, offset: int = done, base_hits: int = hits, name: str = cell.name) -> None:
             if progress:
-                progress(Progress(name, offset + p.done, total, base_hits + p.cache_hits))
+                progress(LabelProgress(name, offset + p.done, total, base_hits + p.cache_hits))
 
         result = label_users(store, taxonomy, cell.config, users, kind="eval", progress=relay)
         done += len(users)

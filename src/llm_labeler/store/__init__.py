@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 
 from ..errors import StoreError, UnknownUserError
-from ..schemas import Event
+from ..schemas import Event, Taxonomy
 from .ingest import IngestResult, ingest_file
 from .migrations import MIGRATIONS
 
@@ -138,20 +138,6 @@ class Store:
         names = [d[0] for d in cur.description or []]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def arrow(self, sql: str, params: Sequence[Any] | None = None, batch_size: int = 100_000) -> Any:
-        """A streaming pyarrow RecordBatchReader over a query (bounded memory)."""
-        return self.con.execute(sql, params or []).to_arrow_reader(batch_size)
-
-    def write_arrow(self, table_name: str, batch: Any, create_sql: str | None = None) -> None:
-        """Append a pyarrow table/batch into a table, creating it first if asked."""
-        if create_sql:
-            self.con.execute(create_sql)
-        self.con.register("_incoming", batch)
-        try:
-            self.con.execute(f"INSERT INTO {table_name} SELECT * FROM _incoming")
-        finally:
-            self.con.unregister("_incoming")
-
     def copy_to_parquet(self, sql: str, out: str | Path) -> None:
         """Write a query's result to a Parquet file."""
         self.con.execute(f"COPY ({sql}) TO '{_sql_str(str(out))}' (FORMAT parquet)")
@@ -197,16 +183,6 @@ class Store:
             out[row[0]].append(Event(**dict(zip(names, row))))
         return out
 
-    def iter_user_texts(self, sql_filter: str | None = None, batch_size: int = 50_000) -> Any:
-        """Stream (user_id, concatenated history text, history_hash) for bulk featurization, in batches."""
-        where = f"WHERE {sql_filter}" if sql_filter else ""
-        sql = (
-            "SELECT e.user_id, string_agg(concat_ws(' ', e.event_type, e.item_title, e.item_category, e.text), "
-            "' \n ' ORDER BY e.ts NULLS LAST, e.row_hash) AS doc, any_value(u.history_hash) AS history_hash "
-            f"FROM events e JOIN users u USING (user_id) {where} GROUP BY e.user_id ORDER BY e.user_id"
-        )
-        return self.arrow(sql, batch_size=batch_size)
-
     # -- provenance ---------------------------------------------------------------------------------------
     def remember_taxonomy(self, taxonomy_hash: str, name: str, body: dict[str, Any]) -> None:
         """Keep the exact taxonomy every label points at."""
@@ -221,6 +197,23 @@ class Store:
             "INSERT OR IGNORE INTO prompts (prompt_hash, name, version, template) VALUES (?,?,?,?)",
             [prompt_hash, name, version, template],
         )
+
+    def taxonomy(self, taxonomy_hash: str) -> Taxonomy | None:
+        """The exact taxonomy a hash points at (every label and run names one), or None."""
+        row = self.con.execute(
+            "SELECT body FROM taxonomies WHERE taxonomy_hash = ?", [taxonomy_hash.strip()]
+        ).fetchone()
+        return Taxonomy.model_validate_json(row[0]) if row else None
+
+    def run_taxonomy(self, run_id: str) -> Taxonomy:
+        """The exact taxonomy a run labeled with; an unknown run or a missing taxonomy is an error."""
+        run = self.get_run(run_id)
+        found = self.taxonomy(run["taxonomy_hash"])
+        if found is None:
+            raise StoreError(
+                f"run {run_id} points at taxonomy {run['taxonomy_hash'][:12]}, which the store lacks"
+            )
+        return found
 
     # -- runs -----------------------------------------------------------------------------------------------
     def start_run(
@@ -267,15 +260,19 @@ class Store:
             raise StoreError(f"no run {run_id!r} in {self.path}")
         return _decode(rows[0], {"config", "stats"})
 
-    def latest_run(self, kind: str | None = None) -> str | None:
-        """The newest run id (of a kind)."""
-        sql = (
-            "SELECT run_id FROM runs"
-            + (" WHERE kind = ?" if kind else "")
-            + " ORDER BY started_at DESC LIMIT 1"
+    def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs with their status and statistics (JSON decoded)."""
+        rows = self.query(
+            "SELECT run_id, kind, status, backend, taxonomy_name, stats, started_at FROM runs "
+            "ORDER BY started_at DESC LIMIT ?",
+            [limit],
         )
-        row = self.con.execute(sql, [kind] if kind else []).fetchone()
-        return str(row[0]) if row else None
+        return [_decode(r, {"stats"}) for r in rows]
+
+    def run_users(self, run_id: str) -> set[str]:
+        """The users a run labeled."""
+        rows = self.con.execute("SELECT user_id FROM labels WHERE run_id = ?", [run_id]).fetchall()
+        return {r[0] for r in rows}
 
     # -- calls (the cache) ----------------------------------------------------------------------------------
     def cached(self, cache_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -301,15 +298,6 @@ class Store:
         ).fetchall()
         scores = [json.loads(r[0]).get("scores") for r in rows if r[0]]
         return [s for s in scores if s]
-
-    def record_call(self, call: CallRecord) -> None:
-        """Store one call at once (autocommit), so a killed run keeps what it paid for."""
-        data = asdict(call)
-        data["parsed"] = json.dumps(call.parsed) if call.parsed is not None else None
-        cols = ", ".join(data)
-        self.con.execute(
-            f"INSERT INTO calls ({cols}) VALUES ({', '.join('?' * len(data))})", list(data.values())
-        )
 
     # -- labels and profiles --------------------------------------------------------------------------------
     def write_labels(self, labels: Sequence[LabelRecord]) -> None:
@@ -346,28 +334,15 @@ class Store:
         )
         return _decode(rows[0], _JSON_FIELDS | {"profile"}) if rows else None
 
-    def calls(
-        self,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        errors_only: bool = False,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        """Calls for the logs command, newest first."""
-        where, params = ["TRUE"], []
-        if run_id:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if user_id:
-            where.append("user_id = ?")
-            params.append(user_id)
-        if errors_only:
-            where.append("error IS NOT NULL")
-        sql = (
-            f"SELECT * EXCLUDE (request, parsed) FROM calls WHERE {' AND '.join(where)} "
-            f"ORDER BY created_at DESC LIMIT {int(limit)}"
+    def event_snippets(self, user_id: str, item_ids: Sequence[str], chars: int = 200) -> list[dict[str, Any]]:
+        """A user's events with these item ids: id, title and the first `chars` characters of the text."""
+        if not item_ids:
+            return []
+        return self.query(
+            "SELECT item_id, item_title, left(text, ?) AS text FROM events WHERE user_id = ? "
+            "AND item_id IN (SELECT unnest(?))",
+            [chars, user_id, list(item_ids)],
         )
-        return self.query(sql, params)
 
     def set_gold(self, taxonomy_name: str, gold: dict[str, list[str]], source: str) -> int:
         """Store gold labels (from a dataset or a human review); later ones override earlier ones."""

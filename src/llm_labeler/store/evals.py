@@ -15,7 +15,6 @@ __all__ = [
     "eval_gold",
     "finish_eval",
     "get_eval",
-    "latest_eval",
     "resolve_run",
     "start_eval",
     "write_cell",
@@ -103,16 +102,6 @@ def eval_cells(store: Store, eval_id: str) -> list[dict[str, Any]]:
         row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
         row["stats"] = json.loads(row["stats"]) if row["stats"] else {}
     return rows
-
-
-def latest_eval(store: Store, suite_name: str | None = None) -> str | None:
-    """The newest finished eval run id (of a suite)."""
-    sql = "SELECT eval_id FROM eval_runs WHERE status = 'done'"
-    sql += " AND suite_name = ?" if suite_name else ""
-    row = store.con.execute(
-        sql + " ORDER BY started_at DESC LIMIT 1", [suite_name] if suite_name else []
-    ).fetchone()
-    return str(row[0]) if row else None
 
 
 def resolve_run(store: Store, ref: str) -> tuple[str | None, str]:

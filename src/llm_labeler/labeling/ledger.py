@@ -6,13 +6,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dispatch import Budget, Job
-from .errors import ConfigError
-from .pricing import Price, PriceTable
-from .segments import Scorer, ScoreResult
-from .store import CallRecord, Store
-from .store.hosted import CallMeta, record_call_with_meta
-from .structured import Usage
+from ..profiles import Profiler, ProfileResult
+from ..prompts import Prompt
+from ..segments import JsonScoreResult, Scorer, ScoreResult
+from ..store import CallRecord, Store
+from ..store.calls import CallMeta, record_call
+from ..structured import Usage
+from .dispatch import Job
+from .pricing import CallPricing
 
 __all__ = ["Ledger", "Tally"]
 
@@ -71,72 +72,110 @@ class Tally:
 
 
 class Ledger:
-    """Stores each call at once (a killed run keeps it) and prices it for the budget."""
+    """Stores each call at once (a killed run keeps it) and prices it for the budget; the one CallRecord builder."""
 
-    def __init__(self, store: Store, tax_hash: str, backend: Any, prices: PriceTable) -> None:
-        self.store, self.tax_hash, self.backend, self.prices = store, tax_hash, backend, prices
-        self.run_id = ""
+    def __init__(self, store: Store, run_id: str, tax_hash: str, pricing: CallPricing) -> None:
+        self.store, self.run_id, self.tax_hash, self.pricing = store, run_id, tax_hash, pricing
         self.tally = Tally()
         self.call_ids: dict[str, list[str]] = {}
 
-    @property
-    def price_name(self) -> str:
-        """The model name the price table is searched with."""
-        return str(getattr(self.backend, "model_name", None) or self.backend.model_id)
-
-    def budget(self, max_cost: float | None) -> Budget | None:
-        """A budget at the backend's price; unknown prices of a hosted model are an error."""
-        if max_cost is None:
-            return None
-        price = self.prices.get(self.price_name)
-        if price is None and self.backend.capabilities.local:
-            price = Price(0.0, 0.0)  # a local model costs no money: the budget never binds
-        if price is None:
-            raise ConfigError(
-                f"--max-cost needs the price of {self.price_name!r}: add it to a price table YAML "
-                "($LLM_LABELER_PRICES), e.g. `my-model: {input: 0.15, output: 0.60}` (USD per million tokens)"
-            )
-        return Budget(max_cost, price)
-
     def cost(self, backend_id: str, usage: Usage) -> float | None:
         """USD of one call's every attempt; other (local) scorers are free, unknown prices are None."""
-        if backend_id != self.backend.backend_id:
-            return 0.0
         prompt = usage.prompt_tokens + usage.estimated_prompt_tokens
-        cost = self.prices.cost(self.price_name, prompt, usage.completion_tokens)
-        return 0.0 if cost is None and self.backend.capabilities.local else cost
+        return self.pricing.cost(backend_id, prompt, usage.completion_tokens)
 
     def record(self, scorer: Scorer, result: ScoreResult, job: Job, hit: bool) -> float | None:
-        """Store one scorer call; return its cost in USD (None: price unknown)."""
-        prompt = scorer.prompt
-        call = CallRecord(
-            run_id=self.run_id,
-            user_id=result.user_id,
-            stage=scorer.stage,
-            cache_key=job.key,
-            backend=scorer.backend_id,
-            model_id=scorer.model_id,
-            prompt_name=prompt.name if prompt else "",
-            prompt_version=prompt.version if prompt else "",
-            prompt_hash=prompt.hash if prompt else "",
-            taxonomy_hash=self.tax_hash,
+        """Store one scorer call (or the cache hit that answered it); return its cost in USD (None: unknown)."""
+        call = self._call(
+            result.user_id,
+            scorer.stage,
+            job.key,
+            scorer.backend_id,
+            scorer.model_id,
+            scorer.prompt,
             request="" if hit else result.request,
-            raw_output=result.raw,
+            raw=result.raw,
             parsed=None if hit else result.parsed(),
-            prompt_tokens=0 if hit else result.usage.prompt_tokens,
-            completion_tokens=0 if hit else result.usage.completion_tokens,
-            latency_ms=0.0 if hit else result.usage.latency_ms,
+            usage=Usage() if hit else result.usage,
             attempts=0 if hit else result.attempts,
             error=result.error,
             cache_hit=hit,
         )
         if hit:
-            record_call_with_meta(self.store, call, CallMeta(transport_attempts=0, cost_usd=0.0))
+            record_call(self.store, call, CallMeta(transport_attempts=0, cost_usd=0.0))
             self.call_ids.setdefault(result.user_id, []).append(call.call_id)
             self.tally.cache_hits += 1
             return 0.0
-        source = getattr(result, "confidence_source", None)
+        source = result.confidence_source if isinstance(result, JsonScoreResult) else None
         return self.record_paid(call, result.usage, job.redactions, source)
+
+    def record_profile(
+        self,
+        profiler: Profiler,
+        key: str,
+        request: str,
+        result: ProfileResult,
+        parsed: Any,
+        redactions: dict[str, int],
+    ) -> tuple[str, float | None]:
+        """Store one profile call; return its call id and cost. Profiles are not listed on the label."""
+        call = self._call(
+            result.user_id,
+            profiler.stage,
+            key,
+            profiler.backend_id,
+            profiler.model_id,
+            profiler.prompt,
+            request=request,
+            raw=result.raw,
+            parsed=parsed,
+            usage=result.usage,
+            attempts=result.attempts,
+            error=result.error,
+            cache_hit=False,
+            with_taxonomy=False,
+        )
+        return call.call_id, self.record_paid(call, result.usage, redactions, link=False)
+
+    def _call(
+        self,
+        user_id: str,
+        stage: str,
+        key: str,
+        backend_id: str,
+        model_id: str,
+        prompt: Prompt | None,
+        *,
+        request: str,
+        raw: str,
+        parsed: Any,
+        usage: Usage,
+        attempts: int,
+        error: str | None,
+        cache_hit: bool,
+        with_taxonomy: bool = True,
+    ) -> CallRecord:
+        return CallRecord(
+            run_id=self.run_id,
+            user_id=user_id,
+            stage=stage,
+            cache_key=key,
+            backend=backend_id,
+            model_id=model_id,
+            prompt_name=prompt.name if prompt else "",
+            prompt_version=prompt.version if prompt else "",
+            prompt_hash=prompt.hash if prompt else "",
+            taxonomy_hash=self.tax_hash if with_taxonomy else "",
+            request=request,
+            raw_output=raw,
+            parsed=parsed,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            latency_ms=usage.latency_ms,
+            attempts=attempts,
+            error=error,
+            cache_hit=cache_hit,
+        )
 
     def record_paid(
         self,
@@ -156,7 +195,7 @@ class Ledger:
             redactions=redactions,
             confidence_source=source,
         )
-        record_call_with_meta(self.store, call, meta)
+        record_call(self.store, call, meta)
         if link:
             self.call_ids.setdefault(call.user_id, []).append(call.call_id)
         self.tally.add_paid(usage, cost, redactions, call.error is not None)

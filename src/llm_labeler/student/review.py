@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .distill import run_taxonomy
-from .errors import InputError, UnknownUserError
-from .schemas import Taxonomy
+from ..errors import InputError, UnknownUserError
+from ..schemas import Taxonomy
+from ..store import Store
+from ..store import student as sq
 from .scoring import load_model
-from .store import Store
-from .store import scores as sq
 
 __all__ = ["REVIEW_COLUMNS", "Explanation", "explain_user", "export_labels", "review_export", "review_import"]
 
@@ -48,7 +47,7 @@ def review_export(
     if sample not in ("least-confident", "random"):
         raise InputError(f"--sample must be least-confident or random, not {sample!r}")
     run_id = sq.labeling_run(store, run_id)
-    tax = run_taxonomy(store, run_id)
+    tax = store.run_taxonomy(run_id)
     labels = [lab for lab in store.labels(run_id) if lab["error"] is None]
     if sample == "random":
         labels.sort(key=lambda lab: hashlib.sha256(f"{seed}:{lab['user_id']}".encode()).hexdigest())
@@ -109,10 +108,10 @@ def _read_review(p: Path) -> list[tuple[int, dict[str, str]]]:
 
 
 def _taxonomy_of(store: Store, row: dict[str, str], p: Path, line: int) -> Taxonomy:
-    rows = store.query("SELECT body FROM taxonomies WHERE taxonomy_hash = ?", [row["taxonomy_hash"].strip()])
-    if not rows:
+    found = store.taxonomy(row["taxonomy_hash"])
+    if found is None:
         raise InputError(f"{p}, line {line}: unknown taxonomy_hash {row['taxonomy_hash'][:12]!r}")
-    return Taxonomy.model_validate_json(rows[0]["body"])
+    return found
 
 
 @dataclass
@@ -155,11 +154,4 @@ def explain_user(
 
 
 def _evidence(store: Store, user_id: str, item_ids: list[str]) -> list[dict[str, Any]]:
-    if not item_ids:
-        return []
-    rows = store.query(
-        "SELECT item_id, item_title, left(text, 200) AS text FROM events WHERE user_id = ? "
-        "AND item_id IN (SELECT unnest(?))",
-        [user_id, item_ids],
-    )
-    return rows
+    return store.event_snippets(user_id, item_ids)

@@ -11,20 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, StoreError
-from .mlkit import (
-    StudentClassifier,
-    classification_metrics,
-    cross_val_predict_student,
-    library_versions,
-    per_segment,
-    save_student,
-)
-from .schemas import Taxonomy
-from .store import Store
-from .store import scores as sq
+from ..errors import InputError
+from ..metrics import classification_metrics, per_segment
+from ..schemas import Taxonomy
+from ..store import Store
+from ..store import student as sq
+from . import StudentClassifier, cross_val_predict_student, library_versions, save_student
 
-__all__ = ["DistillConfig", "DistillReport", "TrainingSet", "distill", "run_taxonomy", "training_set"]
+__all__ = ["DistillConfig", "DistillReport", "TrainingSet", "distill", "training_set"]
 
 
 @dataclass
@@ -68,17 +62,6 @@ class DistillReport:
     gold: dict[str, Any] = field(default_factory=dict)
     self_train_dropped: int = 0
     fit_s: float = 0.0
-
-
-def run_taxonomy(store: Store, run_id: str) -> Taxonomy:
-    """The exact taxonomy a run labeled with (from the store, by hash)."""
-    run = store.get_run(run_id)
-    rows = store.query("SELECT body FROM taxonomies WHERE taxonomy_hash = ?", [run["taxonomy_hash"]])
-    if not rows:
-        raise StoreError(
-            f"run {run_id} points at taxonomy {run['taxonomy_hash'][:12]}, which the store lacks"
-        )
-    return Taxonomy.model_validate_json(rows[0]["body"])
 
 
 def training_set(store: Store, run_id: str, taxonomy: Taxonomy, min_confidence: float) -> TrainingSet:
@@ -126,7 +109,7 @@ def distill(store: Store, run_id: str, out: str | Path, config: DistillConfig | 
     """Train, cross-validate and save a student for one run's labels; the model is registered in the store."""
     config = config or DistillConfig()
     run_id = sq.labeling_run(store, run_id)
-    taxonomy = run_taxonomy(store, run_id)
+    taxonomy = store.run_taxonomy(run_id)
     ts = training_set(store, run_id, taxonomy, config.min_confidence)
     _check_trainable(ts, run_id)
     sq.refresh_docs(store)

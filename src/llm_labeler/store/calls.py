@@ -1,4 +1,4 @@
-"""Store queries for hosted backends: calls with their transport figures, the call log, past latencies."""
+"""The calls table: the one call writer, the call log, past latencies and tokens (for plans)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from . import CallRecord, Store
 
-__all__ = ["CallMeta", "call_log", "record_call_with_meta", "usage_history"]
+__all__ = ["CallMeta", "call_log", "record_call", "usage_history"]
 
 
 @dataclass
@@ -23,8 +23,11 @@ class CallMeta:
     confidence_source: str | None = None
 
 
-def record_call_with_meta(store: Store, call: CallRecord, meta: CallMeta) -> None:
-    """Store one call and its transport figures in one statement (autocommit: a killed run keeps it)."""
+def record_call(store: Store, call: CallRecord, meta: CallMeta) -> None:
+    """Store one call and its transport figures in one statement (autocommit: a killed run keeps it).
+
+    The one writer of the calls table: every scorer, profile and cache-hit row goes through here.
+    """
     data = asdict(call)
     data["parsed"] = json.dumps(call.parsed) if call.parsed is not None else None
     extra = asdict(meta)

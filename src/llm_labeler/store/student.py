@@ -20,7 +20,9 @@ from . import Store
 
 __all__ = [
     "SCORE_COLUMNS",
+    "apply_llm_labels",
     "count_users",
+    "dataset_gold",
     "docs_for",
     "docs_reader",
     "export_labels",
@@ -31,8 +33,12 @@ __all__ = [
     "prepare_scores",
     "refresh_docs",
     "register_model",
-    "scores_for",
+    "review_gold",
     "scores_to_parquet",
+    "segments_of",
+    "uncertain_users",
+    "user_filter",
+    "write_cursor",
     "write_scores",
 ]
 
@@ -137,6 +143,11 @@ def docs_reader(store: Store, model_version: str, where: str, batch_size: int) -
     return cur, cur.sql(sql, params=[model_version]).to_arrow_reader(batch_size)
 
 
+def write_cursor(store: Store) -> Any:
+    """A cursor of its own for score writes while another cursor streams the documents."""
+    return store.con.cursor()
+
+
 def write_scores(con: Any, table: Any) -> None:
     """Append one Arrow table of scores (columns in SCORE_COLUMNS order)."""
     con.register("_scores_in", table)
@@ -144,14 +155,6 @@ def write_scores(con: Any, table: Any) -> None:
         con.execute(f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM _scores_in")
     finally:
         con.unregister("_scores_in")
-
-
-def scores_for(store: Store, model_version: str, user_ids: list[str]) -> list[dict[str, Any]]:
-    """Stored scores of some users for one model."""
-    return store.query(
-        "SELECT * FROM scores WHERE model_version = ? AND user_id IN (SELECT unnest(?)) ORDER BY user_id",
-        [model_version, user_ids],
-    )
 
 
 def scores_to_parquet(

@@ -1,4 +1,4 @@
-"""`plan`: what a labeling run would do and cost, without calling a model.
+"""`label --dry-run` / `plan`: what a labeling run would do and cost, without calling a model.
 
 It builds the same scorers and the same (redacted) requests as `label_users`, so its cache hits are exact; tokens
 are estimated from characters (prompt) and from past calls of the same model (answer, latency), else from bounds.
@@ -11,15 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends import get_backend
-from .history import approx_tokens
-from .labeling import LabelConfig, build_scorers
-from .labelrun import make_redactor, prepare_jobs
-from .pricing import load_prices
-from .schemas import Taxonomy
-from .segments import JsonScorer, Scorer
-from .store import Store
-from .store.hosted import usage_history
+from ..history import approx_tokens
+from ..schemas import Taxonomy
+from ..segments import JsonScorer, Scorer
+from ..store import Store
+from ..store.calls import usage_history
+from .config import LabelConfig
+from .prepare import prepare
+from .pricing import CallPricing
 
 __all__ = ["Plan", "ScorerPlan", "plan_run"]
 
@@ -79,17 +78,12 @@ def plan_run(
 ) -> Plan:
     """Plan a labeling run: the same users, scorers and requests as label_users, and no model call."""
     user_ids = store.user_ids(users, limit)
-    scorers, _, notes = build_scorers(config, taxonomy)
-    backend = get_backend(config.backend)
-    redactor = make_redactor(config, backend)
-    concurrency = max(1, min(config.concurrency, backend.capabilities.concurrency))
-    tax_hash, prices = taxonomy.content_hash(), load_prices(config.prices)
-    price_name = str(getattr(backend, "model_name", None) or backend.model_id)
+    setup = prepare(config, taxonomy)
     events = store.events_for(user_ids)
     parts, redactions, empty, sample, per_user = [], Counter[str](), set[str](), "", Counter[str]()
-    for name, scorer in scorers.items():
-        sends = scorer.backend_id == backend.backend_id and not backend.capabilities.local
-        jobs, no_history = prepare_jobs(scorer, events, tax_hash, redactor if sends else None)
+    for name, scorer in setup.scorers.items():
+        sends = setup.sends_text(scorer.backend_id)
+        jobs, no_history = setup.jobs(scorer, events)
         empty |= no_history
         hits = store.cached(j.key for j in jobs.values())
         todo = [j for j in jobs.values() if j.key not in hits]
@@ -98,16 +92,22 @@ def plan_run(
                 redactions.update(job.redactions)
         if not sample and todo and scorer.prompt is not None:
             sample = getattr(scorer, "prefix", "") + todo[0].text  # a next-token scorer's shared prefix first
-        part = _scorer_plan(store, name, scorer, [j.text for j in todo], len(jobs) - len(todo), concurrency)
-        if scorer.backend_id == backend.backend_id:
-            part.cost_usd = _price(prices, price_name, backend, part)
-            if part.cost_usd and todo:
-                per_user.update({j.user_id: part.cost_usd / len(todo) for j in todo})
-        else:
-            part.cost_usd = 0.0
+        part = _scorer_plan(
+            store, name, scorer, [j.text for j in todo], len(jobs) - len(todo), setup.concurrency
+        )
+        part.cost_usd = _price(setup.pricing, scorer.backend_id, part)
+        if part.cost_usd and todo:
+            per_user.update({j.user_id: part.cost_usd / len(todo) for j in todo})
         parts.append(part)
     result = Plan(
-        len(user_ids), len(empty), parts, dict(redactions), redactor is not None, concurrency, sample, notes
+        users=len(user_ids),
+        empty_history=len(empty),
+        scorers=parts,
+        redactions=dict(redactions),
+        redaction=setup.redactor is not None,
+        concurrency=setup.concurrency,
+        sample_prompt=sample,
+        notes=setup.notes,
     )
     if config.max_cost is not None and result.totals["cost_usd"] is not None:
         result.users_within_budget = _within(user_ids, per_user, config.max_cost)
@@ -132,14 +132,20 @@ def _scorer_plan(
         seconds = past["latency_ms"] / 1000 * len(texts) * samples / (concurrency if is_json else 1)
     basis = f"median of {int(past['n'])} calls" if past else ("max_tokens" if is_json else "-")
     return ScorerPlan(
-        name, scorer.model_id, len(texts) * samples, hits, prompt, completion, None, seconds, basis
+        scorer=name,
+        model_id=scorer.model_id,
+        calls=len(texts) * samples,
+        cache_hits=hits,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=None,
+        seconds=seconds,
+        basis=basis,
     )
 
 
-def _price(prices: Any, name: str, backend: Any, part: ScorerPlan) -> float | None:
-    cost = prices.cost(name, part.prompt_tokens, part.completion_tokens)
-    if cost is None and backend.capabilities.local:
-        return 0.0
+def _price(pricing: CallPricing, backend_id: str, part: ScorerPlan) -> float | None:
+    cost = pricing.cost(backend_id, part.prompt_tokens, part.completion_tokens)
     return None if cost is None else round(cost, 6)
 
 

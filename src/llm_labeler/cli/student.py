@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from . import DbOpt, JsonOpt, _errors, _open, _progress, app, console, out
+from .common import DbOpt, JsonOpt, app, console, errors, open_store, out, progress
 
 review_app = typer.Typer(
     no_args_is_help=True, help="Human review loop: export uncertain users, import corrections."
@@ -35,10 +35,10 @@ def distill(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a student classifier on a run's LLM labels; prints cross-validated agreement and gold figures."""
-    from ..distill import DistillConfig
-    from ..distill import distill as run_distill
+    from ..student.distill import DistillConfig
+    from ..student.distill import distill as run_distill
 
-    with _errors(), _open(db) as store:
+    with errors(), open_store(db) as store:
         console.print(f"[dim]distilling run {run} ...[/]")
         report = run_distill(store, run, out_path, DistillConfig(min_confidence, self_train=self_train))
     if as_json:
@@ -110,9 +110,9 @@ def score(
     as_json: JsonOpt = False,
 ) -> None:
     """Score users in bulk with a student (streaming from DuckDB); optionally let the LLM decide the uncertain ones."""
-    from ..scoring import score_users, taxonomy_arg
+    from ..student.scoring import score_users, taxonomy_arg
 
-    with _errors(), _open(db) as store, _progress("scoring", as_json) as update:
+    with errors(), open_store(db) as store, progress("scoring", as_json) as update:
         report = score_users(
             store,
             model,
@@ -172,9 +172,9 @@ def export(
     min_confidence: MinConfOpt = 0.0,
 ) -> None:
     """Export a run's labels (review corrections applied) to train your own models."""
-    from ..review import export_labels
+    from ..student.review import export_labels
 
-    with _errors(), _open(db) as store:
+    with errors(), open_store(db) as store:
         n = export_labels(store, run, out_path, min_confidence)
     out.print(f"wrote {n} labels to {out_path}")
 
@@ -189,9 +189,9 @@ def review_export(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Write the least confident (or a random audit sample of) users to CSV; fill in correct_segment."""
-    from ..review import review_export as run_export
+    from ..student.review import review_export as run_export
 
-    with _errors(), _open(db) as store:
+    with errors(), open_store(db) as store:
         k = run_export(store, run, out_path, n, sample, seed)
     out.print(
         f"wrote {k} users to {out_path}: fill in correct_segment, then `llm-labeler review import {out_path}`"
@@ -204,9 +204,9 @@ def review_import(
     db: DbOpt = "",
 ) -> None:
     """Read corrections back as gold labels; they override the LLM's in the next distill and export."""
-    from ..review import review_import as run_import
+    from ..student.review import review_import as run_import
 
-    with _errors(), _open(db) as store:
+    with errors(), open_store(db) as store:
         res = run_import(store, path)
     out.print(f"imported {res['imported']} corrections ({res['rows']} filled rows) from {path}")
 
@@ -221,9 +221,9 @@ def explain(
     as_json: JsonOpt = False,
 ) -> None:
     """The student's top features for a user's segment, next to the LLM's label and evidence."""
-    from ..review import explain_user
+    from ..student.review import explain_user
 
-    with _errors(), _open(db) as store:
+    with errors(), open_store(db) as store:
         e = explain_user(store, user_id, model)
     if as_json:
         out.print_json(json.dumps(asdict(e), default=str))

@@ -14,14 +14,22 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import InputError
-from .labeling import LabelConfig, Progress, label_users
-from .mlkit import classification_metrics, load_student
-from .schemas import Taxonomy, load_taxonomy
-from .store import Store
-from .store import scores as sq
+from ..errors import InputError
+from ..labeling import LabelConfig, LabelProgress, label_users
+from ..metrics import classification_metrics
+from ..schemas import Taxonomy, load_taxonomy
+from ..store import Store
+from ..store import student as sq
+from . import load_student
 
-__all__ = ["FallbackReport", "ScoreReport", "load_model", "predict_batch", "score_users"]
+__all__ = [
+    "FallbackReport",
+    "ScoreReport",
+    "load_model",
+    "predict_batch",
+    "score_users",
+    "taxonomy_arg",
+]
 
 
 @dataclass
@@ -157,7 +165,7 @@ def score_users(
     full: bool = False,
     batch_size: int = 20_000,
     workers: int = 2,
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[LabelProgress], None] | None = None,
     fallback_config: LabelConfig | None = None,
     processes: bool = False,
     memory_limit: str = "256MB",
@@ -224,12 +232,12 @@ def _run_scoring(
     todo: int,
     batch_size: int,
     workers: int,
-    progress: Callable[[Progress], None] | None,
+    progress: Callable[[LabelProgress], None] | None,
     processes: bool = False,
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
     cur, reader = sq.docs_reader(store, version, where, batch_size)
-    writer = store.con.cursor()  # the reader's cursor stays busy streaming; writes go through their own
+    writer = sq.write_cursor(store)  # the reader's cursor stays busy streaming; writes go through their own
     done = 0
     # Writes run on their own thread (DuckDB releases the GIL) so that featurizing the next batches overlaps
     # them; one write in flight at a time keeps memory bounded and rows in order.
@@ -244,7 +252,7 @@ def _run_scoring(
                 counts.update(dict(zip(*np.unique(np.argmax(probs, axis=1), return_counts=True))))
                 done += batch.num_rows
                 if progress:
-                    progress(Progress("score", done, todo))
+                    progress(LabelProgress("score", done, todo))
             if written is not None:
                 written.result()
         finally:
@@ -286,7 +294,7 @@ def _fallback(
 def _trained_on(store: Store, run_id: str | None) -> set[str]:
     if not run_id:
         return set()
-    return {r["user_id"] for r in store.query("SELECT user_id FROM labels WHERE run_id = ?", [run_id])}
+    return store.run_users(run_id)
 
 
 def _gold_figures(

@@ -13,10 +13,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BackendError
-from .history import approx_tokens
+from ..errors import BackendError
+from ..history import approx_tokens
+from ..structured import RetryPolicy
 from .pricing import Price
-from .structured import RetryPolicy
 
 __all__ = ["Budget", "Dispatcher", "Job", "worst_case_tokens"]
 
@@ -65,10 +65,6 @@ class Budget:
         with self._lock:
             self.reserved -= reserved
             self.spent += actual
-
-    def remaining(self) -> float:
-        """USD not spent and not reserved."""
-        return self.max_cost - self.spent - self.reserved
 
 
 class Dispatcher:

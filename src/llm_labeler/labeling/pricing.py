@@ -8,20 +8,23 @@ yours). Override or extend it with a YAML file (`$LLM_LABELER_PRICES` or an expl
 
 A model matches its exact name, else the longest table key it starts with (dated snapshots such as
 gpt-4o-mini-2024-07-18 get their family's price), else a `*` glob key.
+
+Only the run's own backend costs money (the embedding scorer runs here), and a local model whose price the table
+does not know costs nothing: both rules live in CallPricing.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..settings import prices_path
 
-__all__ = ["BUILTIN_PRICES", "Price", "PriceTable", "load_prices"]
+__all__ = ["BUILTIN_PRICES", "CallPricing", "Price", "PriceTable", "load_prices"]
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,42 @@ class PriceTable:
         return None if price is None else price.cost(prompt_tokens, completion_tokens)
 
 
+@dataclass(frozen=True)
+class CallPricing:
+    """How one run prices its calls: the run's backend at its table price; every other scorer is free."""
+
+    backend_id: str
+    model: str  # the name the price table is searched with
+    table: PriceTable
+    local: bool
+
+    def price(self) -> Price | None:
+        """The backend's price; a local model the table does not know costs nothing; None: unknown."""
+        found = self.table.get(self.model)
+        return Price(0.0, 0.0) if found is None and self.local else found
+
+    def price_or_fail(self) -> Price:
+        """The backend's price, or a ConfigError that says how to give one."""
+        found = self.price()
+        if found is None:
+            raise ConfigError(
+                f"--max-cost needs the price of {self.model!r}: add it to a price table YAML "
+                "($LLM_LABELER_PRICES), e.g. `my-model: {input: 0.15, output: 0.60}` (USD per million tokens)"
+            )
+        return found
+
+    def cost(self, backend_id: str, prompt_tokens: float, completion_tokens: float) -> float | None:
+        """USD of a call to `backend_id`: 0 for other (local) scorers, None when the price is unknown."""
+        if backend_id != self.backend_id:
+            return 0.0
+        found = self.price()
+        return None if found is None else found.cost(prompt_tokens, completion_tokens)
+
+
 def load_prices(path: str | Path | None = None) -> PriceTable:
     """The built-in table, overridden by a YAML file (`path`, else $LLM_LABELER_PRICES)."""
     prices = dict(BUILTIN_PRICES)
-    source = path or os.environ.get("LLM_LABELER_PRICES")
+    source = path or prices_path()
     if source:
         prices.update(_read(Path(source)))
     return PriceTable(prices)

@@ -13,7 +13,7 @@ __all__ = ["FORMAT", "library_versions", "load_student", "model_version", "save_
 
 FORMAT = "llm_labeler.student/1"
 # The only types a student file may contain; anything else is refused before a single object is built.
-_TRUSTED_PREFIXES = ("llm_labeler.mlkit.", "sklearn.linear_model.", "numpy.", "builtins.", "scipy.sparse.")
+_TRUSTED_PREFIXES = ("llm_labeler.student.", "sklearn.linear_model.", "numpy.", "builtins.", "scipy.sparse.")
 
 
 def library_versions() -> dict[str, str]:
@@ -58,6 +58,11 @@ def load_student(path: str | Path) -> tuple[Any, dict[str, Any]]:
         untrusted = sio.get_untrusted_types(file=p)
     except Exception as exc:  # skops raises zipfile/JSON errors of several kinds on a foreign file
         raise InputError(f"{p} is not a skops student model: {exc}") from exc
+    if any(t.startswith("llm_labeler.mlkit.") for t in untrusted):
+        raise InputError(
+            f"{p} was written by an llm-labeler from before the student moved to llm_labeler.student; "
+            "distill it again (`llm-labeler distill --run RUN --out ...`)"
+        )
     foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
     if foreign:
         raise InputError(f"{p} contains types a student model never has, refusing to load: {foreign}")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .metrics import classification_metrics, confusion, per_segment
+from ..metrics import classification_metrics, confusion, per_segment
+from .estimator import HashedTfidf, StudentClassifier, cross_val_predict_student
 from .persist import library_versions, load_student, model_version, save_student
-from .student import HashedTfidf, StudentClassifier, cross_val_predict_student
 
 __all__ = [
     "HashedTfidf",

@@ -1,19 +1,39 @@
-"""Core commands: ingest, label, show, runs, demo."""
+"""Commands around the label run: ingest, label (--dry-run) / plan, show, runs, logs, demo."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.panel import Panel
 from rich.table import Table
 
-from ..errors import LabelerError
+from ..errors import InputError, LabelerError
 from ..settings import DEFAULT_BACKEND
-from . import DbOpt, JsonOpt, _emit, _errors, _open, _progress, app, console, out
-from .hosted_opts import ConcurrencyOpt, MaxCostOpt, RedactOpt, SamplesOpt, hosted_line
+from .common import DbOpt, JsonOpt, app, console, emit, errors, open_store, out, progress
+
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option("--concurrency", min=1, help="Parallel calls for hosted backends (paced by ?rpm=/?tpm=)."),
+]
+MaxCostOpt = Annotated[
+    float | None,
+    typer.Option("--max-cost", help="USD budget: stop cleanly before a call could cross it (price table)."),
+]
+RedactOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--redact/--no-redact",
+        help="PII redaction before text leaves the machine (default: on for non-local backends).",
+    ),
+]
+SamplesOpt = Annotated[
+    int, typer.Option("--samples", min=1, help="K-sample self-consistency for the json scorer's confidence.")
+]
 
 
 @app.command()
@@ -27,10 +47,10 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Load user events into the store (one transaction per file; re-ingesting adds no duplicates)."""
-    with _errors():
+    with errors():
         maps = _parse_map(mapping or [])
         results = []
-        with _open(db) as store:
+        with open_store(db) as store:
             for f in files:
                 results.append(store.ingest(f, fmt, maps))
     rows = [
@@ -44,12 +64,10 @@ def ingest(
         }
         for r in results
     ]
-    _emit(rows, as_json, "Ingested")
+    emit(rows, as_json, "Ingested")
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
-    from ..errors import InputError
-
     out_map = {}
     for item in items:
         src, sep, dst = item.partition("=")
@@ -59,32 +77,22 @@ def _parse_map(items: list[str]) -> dict[str, str]:
     return out_map
 
 
-def _label_config(
-    backend: str,
-    profile: bool,
-    threshold: float,
-    scorers: str | None,
-    budget: int,
-    **hosted: Any,
-) -> Any:
-    from ..labeling import LabelConfig
+def _scorer_specs(scorers: str | None) -> Any:
     from ..segments import ScorerSpec
 
-    specs = None
-    if scorers:
-        specs = []
-        for part in scorers.split(","):
-            name, _, weight = part.partition("=")
-            specs.append(
-                ScorerSpec(name.strip(), float(weight or 1.0), "none" if name.strip() == "json" else "batch")
-            )
-    return LabelConfig(
-        backend=backend, profile=profile, threshold=threshold, scorers=specs, budget_tokens=budget, **hosted
-    )
+    if not scorers:
+        return None
+    specs = []
+    for part in scorers.split(","):
+        name, _, weight = part.partition("=")
+        specs.append(
+            ScorerSpec(name.strip(), float(weight or 1.0), "none" if name.strip() == "json" else "batch")
+        )
+    return specs
 
 
-@app.command()
 def label(
+    ctx: typer.Context,
     taxonomy: Annotated[Path, typer.Option("--taxonomy", help="Taxonomy YAML file.")],
     db: DbOpt = "",
     backend: Annotated[
@@ -104,20 +112,31 @@ def label(
     max_cost: MaxCostOpt = None,
     redact: RedactOpt = None,
     samples: SamplesOpt = 1,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Call no model: show users, cache hits, tokens, cost, time and a sample prompt."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Label users into the taxonomy's segments; cached answers are reused, so a rerun resumes."""
-    from ..labeling import label_users
+    from ..labeling import LabelConfig, label_users, plan_run
     from ..schemas import load_taxonomy
 
-    with _errors():
+    with errors():
         tax = load_taxonomy(taxonomy)
-        config = _label_config(
-            backend, profile, threshold, scorers, budget,
-            concurrency=concurrency, max_cost=max_cost, redact=redact, samples=samples,
+        config = LabelConfig(
+            backend=backend, profile=profile, threshold=threshold, scorers=_scorer_specs(scorers),
+            budget_tokens=budget, concurrency=concurrency, max_cost=max_cost, redact=redact, samples=samples,
         )  # fmt: skip
         user_list = [u.strip() for u in users.split(",") if u.strip()] if users else None
-        with _open(db) as store, _progress("labeling", as_json) as update:
+        if dry_run or ctx.info_name == "plan":
+            with open_store(db) as store:
+                planned = plan_run(store, tax, config, user_list, limit)
+            _print_plan(planned, max_cost, as_json)
+            return
+        with open_store(db) as store, progress("labeling", as_json) as update:
             result = label_users(store, tax, config, user_list, limit, progress=update)
     for note in result.warnings:
         console.print(f"[yellow]warning:[/] {note}")
@@ -128,6 +147,68 @@ def label(
     _segment_table(tax, result.labels, f"Run {result.run_id}")
     _stats_line(result.stats)
     hosted_line(result.stats)
+
+
+app.command("label")(label)
+# `plan` is the same command as `label --dry-run`: one function, one option set, registered under both names.
+app.command(
+    "plan",
+    help="What `label` would do with the same arguments (= label --dry-run): users, cache hits, tokens, cost, "
+    "time, a sample prompt.",
+)(label)
+
+
+def _print_plan(planned: Any, max_cost: float | None, as_json: bool) -> None:
+    if as_json:
+        data = asdict(planned) | {"totals": planned.totals}
+        out.print_json(json.dumps(data, default=str))
+        return
+    _plan_tables(planned, max_cost)
+
+
+def _plan_tables(result: Any, max_cost: float | None) -> None:
+    for note in result.notes:
+        console.print(f"[yellow]warning:[/] {note}")
+    table = Table(title=f"Plan: {result.users} users ({result.empty_history} with no history)")
+    cols = (
+        "scorer",
+        "model",
+        "calls",
+        "cache hits",
+        "prompt tokens",
+        "answer tokens",
+        "cost USD",
+        "time s",
+        "basis",
+    )
+    for col in cols:
+        table.add_column(col, justify="right" if col not in ("scorer", "model", "basis") else "left")
+    for s in result.scorers:
+        table.add_row(
+            s.scorer, s.model_id, str(s.calls), str(s.cache_hits), str(s.prompt_tokens), str(s.completion_tokens),
+            _money(s.cost_usd), _secs(s.seconds), s.basis,
+        )  # fmt: skip
+    t = result.totals
+    table.add_row(
+        "total", "", str(t["calls"]), str(t["cache_hits"]), str(t["prompt_tokens"]), str(t["completion_tokens"]),
+        _money(t["cost_usd"]), _secs(t["seconds"]), f"concurrency {result.concurrency}",
+    )  # fmt: skip
+    out.print(table)
+    red = ", ".join(f"{k} {v}" for k, v in sorted(result.redactions.items())) or "none found"
+    out.print(f"redaction {'on' if result.redaction else 'off'}: {red}")
+    if max_cost is not None:
+        fits = "unknown (price unknown)" if result.users_within_budget is None else result.users_within_budget
+        out.print(f"--max-cost ${max_cost:g}: about {fits} of {result.users} users fit (expected cost)")
+    if result.sample_prompt:
+        out.print(Panel(result.sample_prompt, title="sample prompt, as it would be sent", expand=False))
+
+
+def _money(v: float | None) -> str:
+    return "unknown" if v is None else f"{v:.6f}"
+
+
+def _secs(v: float | None) -> str:
+    return "unknown" if v is None else f"{v:.1f}"
 
 
 def _label_json(lab: Any) -> dict[str, Any]:
@@ -174,6 +255,22 @@ def _stats_line(stats: dict[str, Any]) -> None:
     )
 
 
+def hosted_line(stats: dict[str, Any]) -> None:
+    """Transport, cost and privacy figures of a finished run, on one line."""
+    cost = stats.get("cost_usd")
+    cost_text = (
+        f"${cost:.6f}" if cost is not None else f"unknown ({stats.get('unpriced_calls')} unpriced calls)"
+    )
+    red = stats.get("redactions") or {}
+    red_text = ", ".join(f"{k} {v}" for k, v in sorted(red.items())) or "none"
+    out.print(
+        f"concurrency {stats.get('concurrency', 1)} · HTTP attempts {stats.get('transport_attempts', 0)} "
+        f"(failed {stats.get('failed_attempts', 0)}, retry wait {stats.get('retry_wait_s', 0)} s) · "
+        f"re-asks {stats.get('reasks', 0)} · cost {cost_text} · "
+        f"redaction {'on' if stats.get('redaction') else 'off'}: {red_text}"
+    )
+
+
 @app.command()
 def show(
     user_id: Annotated[str, typer.Argument(help="User id.")],
@@ -182,7 +279,7 @@ def show(
 ) -> None:
     """A user's latest segments, confidence, evidence and profile."""
 
-    with _errors(), _open(db) as store:
+    with errors(), open_store(db) as store:
         store.user_ids([user_id])
         lab = store.latest_label(user_id)
         if lab is None:
@@ -212,16 +309,12 @@ def show(
 @app.command()
 def runs(db: DbOpt = "", as_json: JsonOpt = False, limit: int = 20) -> None:
     """Recent runs with their status and statistics."""
-    with _errors(), _open(db) as store:
-        rows = store.query(
-            "SELECT run_id, kind, status, backend, taxonomy_name, stats, started_at FROM runs "
-            "ORDER BY started_at DESC LIMIT ?",
-            [limit],
-        )
+    with errors(), open_store(db) as store:
+        rows = store.recent_runs(limit)
     for r in rows:
-        stats = json.loads(r.pop("stats") or "{}")
+        stats = r.pop("stats") or {}
         r.update({k: stats.get(k) for k in ("users", "calls", "cache_hits", "s_per_user")})
-    _emit(rows, as_json, "Runs")
+    emit(rows, as_json, "Runs")
 
 
 @app.command()
@@ -232,9 +325,9 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest real 20 Newsgroups users, label them on the embedded model, print segments and accuracy vs gold."""
-    from ..demo import run_demo
+    from ..evals.demo import run_demo
 
-    with _errors(), _progress("demo: labeling", as_json) as update:
+    with errors(), progress("demo: labeling", as_json) as update:
         result = run_demo(db, n, backend, progress=update, log=lambda m: console.print(f"[dim]{m}[/]"))
     if as_json:
         out.print_json(json.dumps(result.summary, default=str))
@@ -248,3 +341,41 @@ def demo(
         f"[bold]accuracy vs gold {s['accuracy']:.3f} · macro-F1 {s['macro_f1']:.3f}[/] on {s['n_gold']} users "
         f"(source: {s['source']})"
     )
+
+
+@app.command()
+def logs(
+    db: DbOpt = "",
+    run: Annotated[str | None, typer.Option("--run", help="Only this run id.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user id.")] = None,
+    errors_only: Annotated[bool, typer.Option("--errors", help="Only failed calls.")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="Newest N calls.")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every call: model, prompt hash, tokens, latency, attempts, cost, cache hit, error."""
+    from ..store.calls import call_log
+
+    with errors(), open_store(db) as store:
+        rows = call_log(store, run, user, errors_only, limit)
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    emit([_log_row(r) for r in rows], False, f"Calls ({len(rows)}, newest first)")
+
+
+def _log_row(r: dict[str, Any]) -> dict[str, Any]:
+    red = sum((r.get("redactions") or {}).values())
+    return {
+        "time": str(r["created_at"])[11:19],
+        "user": r["user_id"],
+        "stage": r["stage"],
+        "model": r["model_id"],
+        "prompt": (r["prompt_hash"] or "")[:8],
+        "tokens": f"{r['prompt_tokens'] or 0}/{r['completion_tokens'] or 0}",
+        "ms": round(r["latency_ms"] or 0),
+        "http/reask": f"{r.get('transport_attempts') or 0}/{r.get('reasks') or 0}",
+        "USD": r.get("cost_usd"),
+        "cache": "hit" if r["cache_hit"] else "",
+        "pii": red or "",
+        "error": (r["error"] or "")[:60],
+    }

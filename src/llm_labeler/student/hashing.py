@@ -18,7 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-__all__ = ["HashSpec", "count_matrix", "ngram_texts", "to_arrow_strings"]
+__all__ = [
+    "HashSpec",
+    "columns_as_docs",
+    "count_matrix",
+    "ngram_texts",
+    "to_arrow_strings",
+]
 
 _BASE = np.uint64(0x100000001B3)
 _PAIR = np.uint64(0x9E3779B97F4A7C15)

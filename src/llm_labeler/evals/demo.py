@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .datasets import newsgroups
-from .labeling import LabelConfig, Progress, RunResult, label_users
-from .mlkit import classification_metrics
-from .schemas import Taxonomy, load_taxonomy
-from .settings import bundled_path
-from .store import Store
+from ..datasets import newsgroups
+from ..labeling import LabelConfig, LabelProgress, RunResult, label_users
+from ..metrics import classification_metrics
+from ..schemas import Taxonomy, load_taxonomy
+from ..settings import bundled_path
+from ..store import Store
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -56,7 +56,7 @@ def run_demo(
     db: str,
     n: int = 60,
     backend: str = "llamacpp:default",
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[LabelProgress], None] | None = None,
     log: Callable[[str], None] = lambda m: None,
 ) -> DemoResult:
     """Ingest a sample, label it with the default pipeline, compare with gold."""

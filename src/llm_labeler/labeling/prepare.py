@@ -1,0 +1,212 @@
+"""A LabelConfig resolved once into a prepared run: backend, scorers, redactor, pacing, prices, cache-key inputs.
+
+`label_users` and `plan_run` both start here, so what a plan predicts is what a run does: the same scorers, the
+same (redacted) requests, the same cache keys.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..backends import Backend, get_embedder, get_llm
+from ..backends.base import ChoiceScorer
+from ..errors import ConfigError
+from ..profiles import Profiler
+from ..prompts import load_prompt
+from ..redaction import Redactor, load_patterns
+from ..schemas import Event, Taxonomy
+from ..segments import EmbeddingScorer, JsonScorer, NextTokenScorer, Scorer, ScorerSpec, cache_key
+from ..structured import RateLimiter
+from .config import LabelConfig
+from .dispatch import Budget, Job
+from .pricing import CallPricing, load_prices
+
+__all__ = ["RunSetup", "default_specs", "prepare", "prepare_jobs", "redact_events"]
+
+
+@dataclass
+class RunSetup:
+    """A config resolved into everything a run (or its plan) needs; built once per run by `prepare`."""
+
+    config: LabelConfig
+    taxonomy: Taxonomy
+    tax_hash: str
+    backend: Backend
+    scorers: dict[str, Scorer]
+    specs: list[ScorerSpec]
+    notes: list[str]
+    redactor: Redactor | None
+    concurrency: int
+    pricing: CallPricing
+    profiler: Profiler | None
+
+    @property
+    def primary(self) -> Scorer:
+        """The scorer whose model and prompt a label's provenance names first."""
+        return next(iter(self.scorers.values()))
+
+    def sends_text(self, backend_id: str) -> bool:
+        """True when a call to this backend sends the user's text off the machine (so it is redacted)."""
+        return backend_id == self.backend.backend_id and not self.backend.capabilities.local
+
+    def jobs(self, scorer: Scorer, events: dict[str, list[Event]]) -> tuple[dict[str, Job], set[str]]:
+        """Each user's request and cache key for one scorer (redacted where it leaves the machine)."""
+        redactor = self.redactor if self.sends_text(scorer.backend_id) else None
+        return prepare_jobs(scorer, events, self.tax_hash, redactor)
+
+    def budget(self) -> Budget | None:
+        """The run's cost budget (None: unlimited); an unknown price of a hosted model is an error."""
+        if self.config.max_cost is None:
+            return None
+        return Budget(self.config.max_cost, self.pricing.price_or_fail())
+
+    def config_json(self) -> dict[str, Any]:
+        """The config as stored with the run: the resolved scorer specs, models and prompts included."""
+        cfg = asdict(self.config)
+        cfg["scorers"] = [asdict(s) for s in self.specs]
+        cfg["models"] = {name: s.model_id for name, s in self.scorers.items()}
+        cfg["prompts"] = {name: s.prompt.ref for name, s in self.scorers.items() if s.prompt}
+        return cfg
+
+
+def prepare(config: LabelConfig, taxonomy: Taxonomy) -> RunSetup:
+    """Resolve a config once: the backend is built here and nowhere else in a run."""
+    backend = get_llm(config.backend)
+    concurrency = max(1, min(config.concurrency, backend.capabilities.concurrency))
+    scorers, specs, notes = _build_scorers(config, taxonomy, backend)
+    local = backend.capabilities.local
+    on = config.redact if config.redact is not None else not local
+    redactor = Redactor({**load_patterns(), **config.redact_patterns}) if on else None
+    pricing = CallPricing(backend.backend_id, backend.price_name, load_prices(config.prices), local)
+    profiler = None
+    if config.profile:
+        profiler = Profiler(backend, load_prompt(config.prompt_profile) if config.prompt_profile else None)
+    return RunSetup(
+        config=config,
+        taxonomy=taxonomy,
+        tax_hash=taxonomy.content_hash(),
+        backend=backend,
+        scorers=scorers,
+        specs=specs,
+        notes=notes,
+        redactor=redactor,
+        concurrency=concurrency,
+        pricing=pricing,
+        profiler=profiler,
+    )
+
+
+def default_specs(backend: Backend, embeddings: bool) -> list[ScorerSpec]:
+    """The default combination: embeddings carry most weight; the LLM adds its calibrated opinion.
+
+    The embedding scores are used as they are: subtracting their batch mean (what the tiny LLM needs against its
+    label bias) lowered macro-F1 on the 20 Newsgroups tune split (evals/20ng_coarse_tune.yaml).
+    """
+    llm = ScorerSpec("llm", 0.3) if isinstance(backend, ChoiceScorer) else ScorerSpec("json", 0.5, "none")
+    emb = ScorerSpec("embedding", 1.0, "none")
+    return [llm, emb] if embeddings else [ScorerSpec(llm.name, 1.0, llm.calibration)]
+
+
+def _build_scorers(
+    config: LabelConfig, taxonomy: Taxonomy, backend: Backend
+) -> tuple[dict[str, Scorer], list[ScorerSpec], list[str]]:
+    """Instantiate the scorers a config asks for, degrading explicitly where something is missing."""
+    from ..backends.embedding import embeddings_available
+
+    notes: list[str] = []
+    has_emb = embeddings_available()
+    specs = config.scorers or default_specs(backend, has_emb)
+    if config.scorers is None and not has_emb:
+        notes.append("sentence-transformers is not installed: labeling with the LLM alone (lower quality)")
+    notes += _capability_notes(config, backend, any(s.name == "json" for s in specs))
+    scorers: dict[str, Scorer] = {}
+    for spec in specs:
+        scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb)
+    return scorers, specs, notes
+
+
+def _scorer(name: str, config: LabelConfig, taxonomy: Taxonomy, backend: Backend, has_emb: bool) -> Scorer:
+    if name == "llm":
+        if not isinstance(backend, ChoiceScorer):
+            raise ConfigError(
+                f"scorer 'llm' needs a local backend that scores choices; {config.backend} cannot: use the 'json' scorer"
+            )
+        prompt = load_prompt(config.prompt_segment) if config.prompt_segment else None
+        return NextTokenScorer(backend, taxonomy, prompt, config.budget_tokens, config.max_chars_per_event)
+    if name == "embedding":
+        if not has_emb:
+            raise ConfigError("scorer 'embedding' needs the embeddings extra (sentence-transformers)")
+        return EmbeddingScorer(get_embedder(config.embedding_backend), taxonomy)
+    if name == "json":
+        prompt = load_prompt(config.prompt_json) if config.prompt_json else None
+        return JsonScorer(
+            backend,
+            taxonomy,
+            prompt,
+            config.budget_tokens,
+            config.max_chars_per_event,
+            max_tokens=config.max_tokens,
+            timeout=config.timeout,
+            samples=config.samples,
+            limiter=_limiter(config, backend),
+        )
+    raise ConfigError(f"unknown scorer {name!r}; scorers: llm, embedding, json")
+
+
+def _capability_notes(config: LabelConfig, backend: Backend, generates: bool) -> list[str]:
+    """Explicit degradation: what this backend cannot do and what the run does instead."""
+    caps, who, notes = backend.capabilities, backend.backend_id, []
+    if generates and not caps.json_schema:
+        notes.append(f"{who} has no schema-constrained decoding: JSON mode + validation with re-asks")
+    if generates and not caps.logprobs and config.samples <= 1:
+        notes.append(
+            f"{who} returns no logprobs: json confidence is the model's own number "
+            "(--samples K gives k-sample self-consistency)"
+        )
+    if config.concurrency > caps.concurrency:
+        notes.append(
+            f"{who} takes {caps.concurrency} call(s) at a time: --concurrency {config.concurrency} lowered"
+        )
+    return notes
+
+
+def _limiter(config: LabelConfig, backend: Backend) -> RateLimiter | None:
+    rpm, tpm = backend.limits
+    rpm, tpm = config.rpm or rpm, config.tpm or tpm
+    return RateLimiter(rpm, tpm) if rpm or tpm else None
+
+
+def prepare_jobs(
+    scorer: Scorer, events: dict[str, list[Event]], tax_hash: str, redactor: Redactor | None
+) -> tuple[dict[str, Job], set[str]]:
+    """Each user's request text (redacted when a redactor is given) and cache key; users with no history."""
+    jobs, empty = {}, set()
+    for uid, evs in events.items():
+        request = scorer.request_text(evs)
+        if not request:
+            empty.add(uid)
+            continue
+        counts: dict[str, int] = {}
+        if redactor is not None:
+            done = redactor.redact(request)
+            request, counts = done.text, done.counts
+        jobs[uid] = Job(uid, request, cache_key(scorer, tax_hash, scorer.params, request), counts)
+    return jobs, empty
+
+
+def redact_events(redactor: Redactor, evs: list[Event]) -> tuple[list[Event], dict[str, int]]:
+    """Events with PII replaced in every text field, and the counts per kind."""
+    counts: Counter[str] = Counter()
+    out = []
+    for e in evs:
+        update = {}
+        for fld in ("item_title", "item_category", "text"):
+            value = getattr(e, fld)
+            if value:
+                done = redactor.redact(value)
+                update[fld] = done.text
+                counts.update(done.counts)
+        out.append(e.model_copy(update=update))
+    return out, dict(counts)

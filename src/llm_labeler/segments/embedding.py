@@ -1,0 +1,99 @@
+"""The `embedding` scorer: cosine between a user's mean event embedding and each segment's description."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..history import clean_text
+from ..prompts import Prompt
+from ..schemas import Event, Taxonomy
+from ..structured import Usage
+from .base import ScoreResult
+
+__all__ = ["EmbeddingScorer"]
+
+
+class EmbeddingScorer:
+    """Zero-shot by sentence embeddings: what a practitioner tries first, and a strong signal to combine with."""
+
+    name = "embedding"
+    stage = "embed"
+    prompt: Prompt | None = None
+
+    def __init__(
+        self,
+        model: Any,
+        taxonomy: Taxonomy,
+        max_chars_per_event: int = 500,
+        max_events: int = 30,
+        evidence_per_segment: int = 3,
+    ) -> None:
+        self.model, self.taxonomy = model, taxonomy
+        self.backend_id, self.model_id = model.backend_id, model.model_id
+        self.max_chars, self.max_events, self.n_evidence = (
+            max_chars_per_event,
+            max_events,
+            evidence_per_segment,
+        )
+        self.params = {"max_chars_per_event": max_chars_per_event, "max_events": max_events}
+        self._segments = self.model.encode_cached(tuple(s.embedding_text() for s in taxonomy.segments))
+
+    def _texts(self, events: Sequence[Event]) -> list[tuple[str, str]]:
+        recent = list(events)[-self.max_events :]
+        out = []
+        for i, e in enumerate(recent):
+            text = " ".join(
+                x
+                for x in (
+                    clean_text(e.item_title),
+                    clean_text(e.item_category),
+                    clean_text(e.text)[: self.max_chars],
+                )
+                if x
+            )
+            if text:
+                out.append((e.item_id or f"event-{i}", text))
+        return out
+
+    def request_text(self, events: Sequence[Event]) -> str:
+        """Each event's text, one per line (what gets embedded)."""
+        return "\n".join(f"{item}\t{text}" for item, text in self._texts(events))
+
+    def score(self, users: Sequence[tuple[str, Sequence[Event]]]) -> Iterator[ScoreResult]:
+        """Embed every event of the batch at once, then score each user."""
+        per_user = [(uid, self._texts(events)) for uid, events in users]
+        flat = [text for _, texts in per_user for _, text in texts]
+        vectors = (
+            self.model.encode(flat) if flat else np.zeros((0, self._segments.shape[1]), dtype=np.float32)
+        )
+        offset = 0
+        for uid, texts in per_user:
+            vecs = vectors[offset : offset + len(texts)]
+            offset += len(texts)
+            request = "\n".join(f"{item}\t{text}" for item, text in texts)
+            if not texts:
+                yield ScoreResult(uid, None, request, error="empty history")
+                continue
+            yield self._one(uid, texts, vecs, request)
+
+    def _one(self, uid: str, texts: list[tuple[str, str]], vecs: np.ndarray, request: str) -> ScoreResult:
+        mean = vecs.mean(axis=0)
+        mean /= np.linalg.norm(mean) or 1.0
+        sims = self._segments @ mean
+        per_event = vecs @ self._segments.T  # events x segments
+        evidence = {}
+        for j, sid in enumerate(self.taxonomy.ids):
+            top = np.argsort(-per_event[:, j])[: self.n_evidence]
+            evidence[sid] = [texts[i][0] for i in top]
+        return ScoreResult(
+            uid,
+            [float(x) for x in sims],
+            request,
+            json.dumps([float(x) for x in sims]),
+            evidence=evidence,
+            usage=Usage(transport_attempts=1),
+        )
