@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import TaxonomyError
+from .settings import bundled_path
 
 __all__ = [
     "ABSTAIN_ID",
@@ -24,6 +25,7 @@ __all__ = [
     "Segment",
     "SegmentAssignment",
     "Taxonomy",
+    "bundled_taxonomies",
     "load_taxonomy",
 ]
 
@@ -119,12 +121,19 @@ class Taxonomy(BaseModel):
 
 
 def load_taxonomy(path: str | Path) -> Taxonomy:
-    """Read and validate a taxonomy YAML file; errors name the file and the problem."""
-    p = Path(path)
+    """Read and validate a taxonomy YAML file; errors name the file and the problem.
+
+    A bare name that is not a file (`20ng_coarse`, `ecommerce`) means the taxonomy of that name shipped with the
+    package, so an installed wheel can label without a checkout.
+    """
+    p = _bundled_taxonomy(Path(path))
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise TaxonomyError(f"{p}: taxonomy file not found") from exc
+        shipped = ", ".join(bundled_taxonomies())
+        raise TaxonomyError(
+            f"{p}: taxonomy file not found (shipped taxonomies, usable by name: {shipped})"
+        ) from exc
     except yaml.YAMLError as exc:
         raise TaxonomyError(f"{p}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -134,6 +143,18 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
     except ValidationError as exc:
         problems = "; ".join(_describe(err) for err in exc.errors())
         raise TaxonomyError(f"{p}: invalid taxonomy: {problems}") from exc
+
+
+def _bundled_taxonomy(p: Path) -> Path:
+    if p.exists() or len(p.parts) != 1:
+        return p
+    shipped = bundled_path("taxonomies", p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
+    return shipped if shipped.is_file() else p
+
+
+def bundled_taxonomies() -> list[str]:
+    """Names of the taxonomies shipped with the package."""
+    return sorted(f.stem for f in bundled_path("taxonomies").glob("*.yaml"))
 
 
 def _describe(err: Any) -> str:

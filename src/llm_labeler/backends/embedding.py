@@ -19,15 +19,12 @@ from .base import parse_options
 __all__ = ["EmbeddingModel", "embeddings_available", "native_bf16"]
 
 DTYPE_ENV = EMBEDDING_DTYPE_ENV
-# `benchmarks/bench_label.py --sweep-embedding 100` on the dev machine (AMD EPYC, avx512_bf16, 2 cores), 20NG event
-# texts, s/user: fp32 batch 64 0.148, fp32 batch 8 0.099, bf16 batch 64 0.061, bf16 batch 8 0.039; bf16 vectors
-# have cosine >= 0.99995 with fp32 batch-64 ones. Bigger batches are slower here: more padding and attention work.
+# Small batches are faster here than large ones (less padding and attention work): `benchmarks/bench_label.py
+# --sweep-embedding N` times precision x batch size and prints the agreement of bf16 with fp32 vectors.
 DEFAULT_BATCH = 8
 # Token sequences are padded to a multiple of this (the attention mask keeps the vectors the same). Without it every
-# new (batch, length) shape made torch/oneDNN keep another set of kernels and buffers: a 1,000-user embedding run
-# grew from 684 to 1,168 MB RSS (bf16; fp32 659 -> 1,014), with multiples of 16 it stayed at 675 -> 695 MB and ran
-# as fast (multiples of 8: +90 MB; 32 and 64: flat but 5% and 14% slower). Measured with a one-off probe script on 20NG users,
-# not a benchmark in this repo; the shipped label run's memory is in benchmarks/bench_label.py.
+# new (batch, length) shape makes torch/oneDNN keep another set of kernels and buffers, and a long run's memory grows;
+# multiples of 16 bound the set of shapes at no measurable cost (the label run's memory: benchmarks/bench_label.py).
 PAD_MULTIPLE = 16
 
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ _EVENT_COLS = "user_id, ts, event_type, item_id, item_title, item_category, text
 
 def new_id(prefix: str) -> str:
     """A sortable-enough unique id: prefix, UTC timestamp, random suffix."""
-    return f"{prefix}_{datetime.utcnow():%Y%m%d%H%M%S}_{uuid.uuid4().hex[:6]}"
+    return f"{prefix}_{datetime.now(timezone.utc):%Y%m%d%H%M%S}_{uuid.uuid4().hex[:6]}"
 
 
 @dataclass

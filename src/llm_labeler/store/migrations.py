@@ -39,7 +39,7 @@ CREATE TABLE prompts (
 );
 CREATE TABLE runs (
     run_id VARCHAR PRIMARY KEY,
-    kind VARCHAR,                       -- label | eval | score
+    kind VARCHAR,                       -- label | eval | score | fallback (score --llm-fallback's LLM run)
     status VARCHAR,                     -- running | done | stopped | failed
     backend VARCHAR,
     model_id VARCHAR,

@@ -123,7 +123,7 @@ class StudentClassifier(ClassifierMixin, BaseEstimator):
         F = self.features_.transform(X)
         # Columns no training user has get weight zero anyway (zero gradient, L2 penalty), and n-grams seen in a
         # single history are mostly noise (like TfidfVectorizer's min_df): the model is fitted on the rest only.
-        # Newton-CG: on 200k+ columns scipy's L-BFGS-B spends ~1 s a step in its own bookkeeping (measured).
+        # Newton-CG: on 200k+ columns scipy's L-BFGS-B spends most of each step in its own bookkeeping.
         df = np.bincount(F.indices, minlength=F.shape[1])
         active = np.flatnonzero(df >= min(self.min_df, F.shape[0]))
         lr = LogisticRegression(
