@@ -4,7 +4,9 @@ It forwards requests to an upstream server and, on a deterministic schedule (by 
 the request body contains), answers with a fault instead:
 
     429       HTTP 429 with Retry-After              500 / 503  a server error
-    slow      waits `slow_s` before forwarding (longer than the client's timeout)
+    slow      holds the request until the client gives up (its own timeout), then drops it; forwards only if the
+              client is still there after `slow_s` (a safety cap). No race with the client's clock: however slow
+              the machine, the client's timeout is what ends the wait
     truncate  forwards, then sends half the body under the full Content-Length and closes
     badjson   forwards, then sends a 200 whose body is not JSON
     reset     closes the connection with a TCP reset before answering
@@ -197,7 +199,7 @@ def _act(proxy: FaultProxy, h: BaseHTTPRequestHandler, fault: str | None, body: 
         body = _junk_completion(body)
         _send(h, 200, "application/json", body, len(body))
         return
-    if fault == "slow" and (proxy.stopped.wait(proxy.slow_s) or _client_gone(h)):
+    if fault == "slow" and _hold_until_client_leaves(proxy, h):
         return  # the client timed out and left: forwarding now would only load the server with a dead request
     headers = {
         k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection", "content-length")
@@ -211,6 +213,15 @@ def _act(proxy: FaultProxy, h: BaseHTTPRequestHandler, fault: str | None, body: 
     _send(h, status, up_headers.get("content-type", "application/json"), payload, declared)
     if fault == "truncate":
         h.close_connection = True
+
+
+def _hold_until_client_leaves(proxy: FaultProxy, h: BaseHTTPRequestHandler) -> bool:
+    """Wait until the client hangs up (True), the proxy stops (True) or `slow_s` passes (False: forward)."""
+    deadline = time.monotonic() + proxy.slow_s
+    while time.monotonic() < deadline:
+        if proxy.stopped.wait(0.05) or _client_gone(h):
+            return True
+    return _client_gone(h)
 
 
 def _client_gone(h: BaseHTTPRequestHandler) -> bool:

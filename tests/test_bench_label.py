@@ -16,7 +16,7 @@ def _run(script: str, *args: str) -> str:
         [sys.executable, str(ROOT / "benchmarks" / script), "--fixture", "--no-lock", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,  # generous: a loaded 2-core machine is many times slower; this bounds a hang, not speed
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -45,7 +45,8 @@ def test_bench_label_prints_every_path_the_ratios_and_memory(tmp_path: Path) -> 
         "3 bound",
     ):
         line = next(x for x in out.splitlines() if x.startswith(row) or x.strip().startswith(row))
-        s_per_user = float(line[34:].split()[0])
+        # the first number after the path's name is its s/user (whatever its width on a slow machine)
+        s_per_user = float(re.findall(r"\d+\.\d+", line.split(row, 1)[1].split(":", 1)[-1])[0])
         assert s_per_user > 0, line
     assert re.search(r"naive/product:\s+default [\d.]+x\s+llm-only [\d.]+x", out)
     assert re.search(r"product/bound:\s+default [\d.]+x\s+llm-only [\d.]+x", out)

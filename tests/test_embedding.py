@@ -42,10 +42,18 @@ def test_environment_sets_the_precision_and_a_bad_value_is_named(monkeypatch: py
         emb._resolve_dtype(None)
 
 
-def test_bf16_is_part_of_the_model_id_and_fp32_keeps_the_old_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_model_id_names_the_weights_and_the_precision(tmp_path) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "model"
+    folder.mkdir()
     assert EmbeddingModel(folder, dtype="float32").model_id == "sentence-transformers/all-MiniLM-L6-v2@model"
     assert EmbeddingModel(folder, dtype="bfloat16").model_id.endswith("@model+bf16")
+    (folder / "model.safetensors").write_bytes(b"weights v1")
+    v1 = EmbeddingModel(folder, dtype="float32").model_id
+    assert (
+        v1.startswith("sentence-transformers/all-MiniLM-L6-v2@model#sha256:") and len(v1.split(":")[-1]) == 16
+    )
+    (folder / "model.safetensors").write_bytes(b"weights v2")  # other weights in the same folder: another id
+    assert EmbeddingModel(folder, dtype="float32").model_id != v1
 
 
 def test_backend_id_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -83,3 +91,26 @@ def test_bf16_vectors_agree_with_fp32_on_real_text() -> None:
     finally:
         module.processing_kwargs = padded
     assert ((a * unpadded).sum(axis=1) > 0.99999).all()
+
+
+@pytest.mark.skipif(not embeddings_available(), reason="needs the embeddings extra")
+def test_embedding_calls_report_their_time_and_tokens(coarse_taxonomy) -> None:  # type: ignore[no-untyped-def]
+    from llm_labeler.schemas import Event
+    from llm_labeler.segments import EmbeddingScorer
+
+    model = get_backend("embedding:default")
+    scorer = EmbeddingScorer(model, coarse_taxonomy)  # type: ignore[arg-type]
+    users = [
+        ("a", [Event(user_id="a", item_title="My SCSI disk fails")]),
+        (
+            "b",
+            [
+                Event(user_id="b", item_title="Hockey playoffs tonight"),
+                Event(user_id="b", item_title="Goalie trade rumours"),
+            ],
+        ),
+    ]
+    a, b = list(scorer.score(users))
+    assert a.usage.prompt_tokens > 0 and b.usage.prompt_tokens > a.usage.prompt_tokens
+    assert a.usage.latency_ms > 0 and b.usage.latency_ms > a.usage.latency_ms  # b had two texts of the batch
+    assert "#sha256:" in model.model_id

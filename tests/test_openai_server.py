@@ -179,7 +179,8 @@ def test_slow_answer_past_the_timeout_is_retried(server: LlamaServer) -> None:
     class Answer(BaseModel):
         topic: str
 
-    with FaultProxy(_upstream(server), ["slow"], slow_s=11.0) as proxy:
+    # The proxy holds the first request until the client's 10 s timeout gives up on it (no wall-clock race).
+    with FaultProxy(_upstream(server), ["slow"], slow_s=300.0) as proxy:
         backend = get_backend(server.backend_id(proxy.url()), reuse=False)
         result = call_structured(
             backend,

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from llm_labeler.store import Store
@@ -19,8 +18,12 @@ from llm_labeler.schemas import load_taxonomy
 from llm_labeler.segments import ScorerSpec
 from llm_labeler.store import Store
 
+PAUSE_AT = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+
 def progress(p):
     print(f"done {p.done}", flush=True)
+    if PAUSE_AT and p.done >= PAUSE_AT:
+        sys.stdin.readline()  # hold here (the test kills us now): the kill point is a state, not a moment
 
 store = Store(sys.argv[1])
 config = LabelConfig(backend="llamacpp:default", scorers=[ScorerSpec("llm", 1.0)], chunk_size=2)
@@ -30,9 +33,10 @@ store.close()
 """
 
 
-def _start(db: Path, n: int) -> subprocess.Popen[str]:
+def _start(db: Path, n: int, pause_at: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(db), str(ROOT / "taxonomies" / "20ng_coarse.yaml"), str(n)],
+        [sys.executable, "-c", SCRIPT, str(db), str(ROOT / "taxonomies" / "20ng_coarse.yaml"), str(n), str(pause_at)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -44,12 +48,15 @@ def test_sigkill_then_rerun_resumes_without_paying_twice(tmp_path: Path, events_
     with Store(db) as store:
         store.ingest(events_path)
     n = 10
-    proc = _start(db, n)
+    proc = _start(db, n, pause_at=4)
     assert proc.stdout is not None
-    deadline = time.monotonic() + 240
-    for line in proc.stdout:  # wait until at least two chunks (4 users) are stored, then kill -9
-        if (line.startswith("done") and int(line.split()[1]) >= 4) or time.monotonic() > deadline:
+    seen = ""
+    for line in proc.stdout:  # the child holds once at least 4 users are stored; then kill -9
+        seen += line
+        if line.startswith("done") and float(line.split()[1]) >= 4:
             break
+    else:
+        raise AssertionError(f"the labeling child ended before storing 4 users:\n{seen}")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL

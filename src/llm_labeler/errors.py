@@ -12,6 +12,8 @@ LabelerError
 ├── OutputValidationError  the model's answer never validated; carries raw output and attempts
 ├── BudgetExceeded         a run stopped before crossing its cost budget
 └── StoreError             the DuckDB store is unusable (locked, newer schema, corrupt)
+
+RunInterrupted (a KeyboardInterrupt, not an error): a run stopped by Ctrl-C after storing what it had answered.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "InputError",
     "LabelerError",
     "OutputValidationError",
+    "RunInterrupted",
     "StoreError",
     "TaxonomyError",
     "TransientBackendError",
@@ -118,3 +121,15 @@ class BudgetExceeded(LabelerError):
 
 class StoreError(LabelerError):
     """The store cannot be opened or migrated."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: every answer so far is stored, and the labels of the users fully answered."""
+
+    def __init__(self, run_id: str, labeled: int, total: int) -> None:
+        super().__init__(
+            f"run {run_id} interrupted: {labeled} of {total} users labeled and stored; rerun to resume"
+        )
+        self.run_id = run_id
+        self.labeled = labeled
+        self.total = total

@@ -12,7 +12,16 @@ from datetime import datetime
 
 from .schemas import Event
 
-__all__ = ["RenderedHistory", "approx_tokens", "clean_text", "render_history", "subject_key"]
+__all__ = [
+    "MIN_CONTENT_CHARS",
+    "RenderedHistory",
+    "approx_tokens",
+    "clean_text",
+    "content_chars",
+    "has_content",
+    "render_history",
+    "subject_key",
+]
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 _QUOTE = re.compile(r"^\s*(>|\|>).*$", re.MULTILINE)
@@ -21,6 +30,9 @@ _SPACE = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n+")
 _CJK = re.compile(r"[\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 MIN_HISTORY_CHARS = 12
+# Letters and digits (any script) a history must hold, once cleaned, before anyone judges it: a user whose only
+# titles are `<br/>`, `&nbsp;` or `...` has said nothing, and abstains.
+MIN_CONTENT_CHARS = 3
 
 
 def clean_text(text: str | None) -> str:
@@ -32,6 +44,22 @@ def clean_text(text: str | None) -> str:
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     text = _SPACE.sub(" ", text)
     return _BLANKS.sub("\n", text).strip()
+
+
+def content_chars(event: Event) -> int:
+    """Letters and digits (any script) in an event's cleaned title, category and text: what it says."""
+    fields = (event.item_title, event.item_category, event.text)
+    return sum(ch.isalnum() for value in fields if value for ch in clean_text(value))
+
+
+def has_content(events: Sequence[Event]) -> bool:
+    """True when the events say anything at all once cleaned (markup, entities and punctuation do not count)."""
+    total = 0
+    for event in events:
+        total += content_chars(event)
+        if total >= MIN_CONTENT_CHARS:
+            return True
+    return False
 
 
 def approx_tokens(text: str) -> int:

@@ -9,8 +9,11 @@ Parsing, retries, caching and logging are not a backend's job (see structured.py
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
@@ -24,8 +27,24 @@ __all__ = [
     "Embedder",
     "Message",
     "Request",
+    "file_sha256",
     "parse_options",
 ]
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a model file (memoised on path, size and mtime: a multi-GB GGUF is hashed once a process)."""
+    stat = path.stat()
+    return _sha256_cached(str(path), stat.st_size, stat.st_mtime)
+
+
+@lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def parse_options(arg: str) -> tuple[str, dict[str, str]]:
@@ -136,6 +155,10 @@ class Embedder(Protocol):
 
     def encode_cached(self, texts: tuple[str, ...]) -> Any:
         """encode() for a small fixed set of texts, memoised."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model reads of each text (after its own truncation)."""
         ...
 
 

@@ -14,11 +14,12 @@ import numpy as np
 from ..errors import ConfigError
 from ..settings import EMBEDDING_DTYPE_ENV, embedding_dtype
 from . import register
-from .base import parse_options
+from .base import file_sha256, parse_options
 
 __all__ = ["EmbeddingModel", "embeddings_available", "native_bf16"]
 
 DTYPE_ENV = EMBEDDING_DTYPE_ENV
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Small batches are faster here than large ones (less padding and attention work): `benchmarks/bench_label.py
 # --sweep-embedding N` times precision x batch size and prints the agreement of bf16 with fp32 vectors.
 DEFAULT_BATCH = 8
@@ -79,11 +80,12 @@ class EmbeddingModel:
         self.path = path
         self.backend_id = "embedding:default" if path.name == "model" else f"embedding:{path}"
         self.dtype = _resolve_dtype(dtype)
-        model_id = (
-            f"sentence-transformers/all-MiniLM-L6-v2@{path.name}" if path.name == "model" else str(path)
-        )
-        # bf16 vectors differ from fp32 ones in the 5th decimal: a different computation, so a different cache key
-        # and provenance; fp32 keeps the id it always had (stores made before bf16 existed stay valid).
+        model_id = f"{DEFAULT_MODEL}@{path.name}" if path.name == "model" else str(path)
+        # Provenance names the exact weights: their sha256, so another version of the package (or other weights
+        # in the same folder) is another model id and another cache key.
+        digest = _weights_sha256(path)
+        model_id += f"#sha256:{digest[:16]}" if digest else ""
+        # bf16 vectors differ from fp32 ones in the 5th decimal: a different computation, so a different cache key.
         self.model_id = model_id if self.dtype == "float32" else f"{model_id}+bf16"
         self._model: Any = None
         self._lock = threading.Lock()
@@ -94,6 +96,9 @@ class EmbeddingModel:
         if self._model is None:
             import torch
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise on the user's terminal
 
             torch.set_num_threads(os.cpu_count() or 2)
             # local_files_only: a folder on disk, never a hub lookup (no network here, and none wanted)
@@ -118,10 +123,25 @@ class EmbeddingModel:
             )
         return np.asarray(vectors, dtype=np.float32)
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model reads of each text, special tokens included, after its truncation."""
+        if not texts:
+            return []
+        tok = self.model.tokenizer
+        ids = tok(list(texts), add_special_tokens=True, truncation=True, max_length=self.model.max_seq_length)
+        return [len(x) for x in ids["input_ids"]]
+
     @lru_cache(maxsize=32)  # noqa: B019 - one instance per process, kept for the run
     def encode_cached(self, texts: tuple[str, ...]) -> np.ndarray:
         """encode() for small fixed sets (segment descriptions), memoised."""
         return self.encode(list(texts))
+
+
+def _weights_sha256(folder: Path) -> str | None:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return file_sha256(folder / name)
+    return None
 
 
 def _pad_to_multiple(model: Any, multiple: int) -> None:

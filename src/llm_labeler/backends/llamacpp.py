@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import time
@@ -17,7 +16,7 @@ import numpy as np
 from ..errors import ConfigError, FatalBackendError
 from ..settings import llama_threads
 from . import register
-from .base import BackendBase, Capabilities, ChoiceScores, Completion, Request
+from .base import BackendBase, Capabilities, ChoiceScores, Completion, Request, file_sha256
 
 __all__ = ["LlamaCppBackend", "cpu_features", "default_model_path", "gguf_sha256"]
 
@@ -49,19 +48,9 @@ def cpu_features() -> str:
     )
 
 
-@lru_cache(maxsize=16)
-def _sha256_cached(path: str, size: int, mtime: float) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def gguf_sha256(path: Path) -> str:
     """sha256 of a GGUF file (memoised on path, size and mtime)."""
-    stat = path.stat()
-    return _sha256_cached(str(path), stat.st_size, stat.st_mtime)
+    return file_sha256(path)
 
 
 class LlamaCppBackend(BackendBase):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from ..schemas import Taxonomy
 from ..store import Store
-from .config import LabelConfig, LabelProgress, RunResult
+from .config import LabelConfig, LabelProgress, RunResult, check_limit
 from .plan import Plan, ScorerPlan, plan_run
 from .prepare import RunSetup, default_specs, prepare
 from .run import LabelRun
@@ -48,6 +48,7 @@ def label_users(
     With `max_cost` the run stops before a call could cross the budget: users labeled so far keep their labels,
     the rest are left for the next run (stats["budget"] and the warnings say where it stopped).
     """
+    check_limit(limit)
     user_ids = store.user_ids(users, limit)
     store.mark_interrupted_runs()
     setup = prepare(config or LabelConfig(), taxonomy)

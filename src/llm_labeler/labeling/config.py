@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ConfigError, InputError
 from ..segments import ScorerSpec
 from ..segments.combine import DEFAULT_TEMPERATURE
 from ..settings import DEFAULT_BACKEND
 from ..store import LabelRecord
 
-__all__ = ["LabelConfig", "LabelProgress", "RunResult"]
+__all__ = ["LabelConfig", "LabelProgress", "RunResult", "check_limit"]
 
 
 @dataclass
@@ -43,13 +44,36 @@ class LabelConfig:
     max_tokens: int = 120  # bound on each generated answer
     timeout: float = 60.0  # seconds per HTTP call
 
+    def __post_init__(self) -> None:
+        checks = [
+            ("threshold", 0.0 <= self.threshold <= 1.0, "a confidence between 0 and 1"),
+            ("temperature", self.temperature > 0, "greater than 0"),
+            ("budget_tokens", self.budget_tokens >= 1, "at least 1 token"),
+            ("max_chars_per_event", self.max_chars_per_event >= 1, "at least 1"),
+            ("chunk_size", self.chunk_size >= 1, "at least 1"),
+            ("concurrency", self.concurrency >= 1, "at least 1"),
+            ("samples", self.samples >= 1, "at least 1"),
+            ("max_tokens", self.max_tokens >= 1, "at least 1"),
+            ("timeout", self.timeout > 0, "greater than 0 seconds"),
+            ("max_cost", self.max_cost is None or self.max_cost >= 0, "a USD amount of 0 or more"),
+        ]
+        for name, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {want}, not {getattr(self, name)!r}")
+
+
+def check_limit(limit: int | None) -> None:
+    """A user limit is a positive count (None: every user)."""
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be at least 1 user, not {limit} (leave it out to label every user)")
+
 
 @dataclass
 class LabelProgress:
     """A progress event for the caller's progress bar."""
 
     stage: str
-    done: int
+    done: float  # users answered; fractional while a chunk is between its scorers
     total: int
     cache_hits: int = 0
 

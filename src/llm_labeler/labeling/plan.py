@@ -16,7 +16,7 @@ from ..schemas import Taxonomy
 from ..segments import JsonScorer, Scorer
 from ..store import Store
 from ..store.calls import usage_history
-from .config import LabelConfig
+from .config import LabelConfig, check_limit
 from .prepare import prepare
 from .pricing import CallPricing
 
@@ -77,13 +77,15 @@ def plan_run(
     limit: int | None = None,
 ) -> Plan:
     """Plan a labeling run: the same users, scorers and requests as label_users, and no model call."""
+    check_limit(limit)
     user_ids = store.user_ids(users, limit)
     setup = prepare(config, taxonomy)
     events = store.events_for(user_ids)
     parts, redactions, empty, sample, per_user = [], Counter[str](), set[str](), "", Counter[str]()
     for name, scorer in setup.scorers.items():
         sends = setup.sends_text(scorer.backend_id)
-        jobs, no_history = setup.jobs(scorer, events)
+        work = setup.jobs(scorer, events)
+        jobs, no_history = work.jobs, work.empty
         empty |= no_history
         hits = store.cached(j.key for j in jobs.values())
         todo = [j for j in jobs.values() if j.key not in hits]
@@ -130,7 +132,7 @@ def _scorer_plan(
     seconds = None
     if past:
         seconds = past["latency_ms"] / 1000 * len(texts) * samples / (concurrency if is_json else 1)
-    basis = f"median of {int(past['n'])} calls" if past else ("max_tokens" if is_json else "-")
+    basis = f"median of {int(past['n'])} recent calls" if past else ("max_tokens" if is_json else "-")
     return ScorerPlan(
         scorer=name,
         model_id=scorer.model_id,

@@ -13,6 +13,7 @@ from typing import Any
 from ..backends import Backend, get_embedder, get_llm
 from ..backends.base import ChoiceScorer
 from ..errors import ConfigError
+from ..history import has_content
 from ..profiles import Profiler
 from ..prompts import load_prompt
 from ..redaction import Redactor, load_patterns
@@ -23,7 +24,16 @@ from .config import LabelConfig
 from .dispatch import Budget, Job
 from .pricing import CallPricing, load_prices
 
-__all__ = ["RunSetup", "default_specs", "prepare", "prepare_jobs", "redact_events"]
+__all__ = ["Jobs", "RunSetup", "default_specs", "prepare", "prepare_jobs", "redact_events"]
+
+
+@dataclass
+class Jobs:
+    """One scorer's work on a chunk: a job per user with history, the users without, the events it scores."""
+
+    jobs: dict[str, Job]
+    empty: set[str]
+    events: dict[str, list[Event]]
 
 
 @dataclass
@@ -48,13 +58,35 @@ class RunSetup:
         return next(iter(self.scorers.values()))
 
     def sends_text(self, backend_id: str) -> bool:
-        """True when a call to this backend sends the user's text off the machine (so it is redacted)."""
+        """True when a call to this backend sends the user's text off the machine."""
         return backend_id == self.backend.backend_id and not self.backend.capabilities.local
 
-    def jobs(self, scorer: Scorer, events: dict[str, list[Event]]) -> tuple[dict[str, Job], set[str]]:
-        """Each user's request and cache key for one scorer (redacted where it leaves the machine)."""
-        redactor = self.redactor if self.sends_text(scorer.backend_id) else None
-        return prepare_jobs(scorer, events, self.tax_hash, redactor)
+    def redacts(self, scorer: Scorer) -> bool:
+        """Whether this scorer sees redacted text: by default where text leaves the machine; with an explicit
+        `redact=True`, every scorer (a local model then never sees the PII either)."""
+        if self.redactor is None:
+            return False
+        return self.config.redact is True or self.sends_text(scorer.backend_id)
+
+    def jobs(self, scorer: Scorer, events: dict[str, list[Event]]) -> Jobs:
+        """Each user's request and cache key for one scorer, redacted where `redacts` says so.
+
+        A generated (json) call sends its request text, so that text is redacted; the other scorers read the
+        events themselves, so their events are redacted field by field and the request rebuilt from them.
+        """
+        if not self.redacts(scorer) or self.redactor is None:
+            jobs, empty = prepare_jobs(scorer, events, self.tax_hash, None)
+            return Jobs(jobs, empty, events)
+        if isinstance(scorer, JsonScorer):
+            jobs, empty = prepare_jobs(scorer, events, self.tax_hash, self.redactor)
+            return Jobs(jobs, empty, events)
+        redacted, counts = {}, {}
+        for uid, evs in events.items():
+            redacted[uid], counts[uid] = redact_events(self.redactor, evs)
+        jobs, empty = prepare_jobs(scorer, redacted, self.tax_hash, None)
+        for uid, job in jobs.items():
+            job.redactions = counts[uid]
+        return Jobs(jobs, empty, redacted)
 
     def budget(self) -> Budget | None:
         """The run's cost budget (None: unlimited); an unknown price of a hosted model is an error."""
@@ -121,6 +153,11 @@ def _build_scorers(
     if config.scorers is None and not has_emb:
         notes.append("sentence-transformers is not installed: labeling with the LLM alone (lower quality)")
     notes += _capability_notes(config, backend, any(s.name == "json" for s in specs))
+    if config.samples > 1 and not any(s.name == "json" for s in specs):
+        names = ", ".join(s.name for s in specs)
+        notes.append(
+            f"--samples {config.samples} applies to the json scorer only; this run's scorers ({names}) do not sample"
+        )
     scorers: dict[str, Scorer] = {}
     for spec in specs:
         scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb)
@@ -181,10 +218,13 @@ def _limiter(config: LabelConfig, backend: Backend) -> RateLimiter | None:
 def prepare_jobs(
     scorer: Scorer, events: dict[str, list[Event]], tax_hash: str, redactor: Redactor | None
 ) -> tuple[dict[str, Job], set[str]]:
-    """Each user's request text (redacted when a redactor is given) and cache key; users with no history."""
+    """Each user's request text (redacted when a redactor is given) and cache key; users with no history.
+
+    A user whose events say nothing once cleaned (only markup, entities, punctuation) has no history for every
+    scorer alike, so no scorer can label them from noise."""
     jobs, empty = {}, set()
     for uid, evs in events.items():
-        request = scorer.request_text(evs)
+        request = scorer.request_text(evs) if has_content(evs) else ""
         if not request:
             empty.add(uid)
             continue

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..errors import BackendError, FatalBackendError
+from ..errors import BackendError, FatalBackendError, RunInterrupted
 from ..schemas import Event
 from ..segments import JsonScorer, JsonScoreResult, Scorer, ScoreResult
 from ..store import LabelRecord, Store
@@ -43,6 +43,8 @@ class LabelRun:
         self.cal_used: dict[str, list[float]] = {}
         self.run_id = ""
         self.ledger: Ledger | None = None
+        self._progress: Callable[[LabelProgress], None] = lambda p: None
+        self._total, self._done_before, self._answers = 0, 0, 0
 
     @property
     def budget(self) -> Budget | None:
@@ -56,35 +58,54 @@ class LabelRun:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def execute(self, user_ids: Sequence[str], progress: Callable[[LabelProgress], None]) -> RunResult:
-        """Start the run row, score every chunk, store the labels, finish the run row with its status and stats."""
+        """Start the run row, score every chunk, store the labels, finish the run row with its status and stats.
+
+        Interrupted (Ctrl-C), the run still stores the labels of every user all its scorers had answered, then
+        raises RunInterrupted (a KeyboardInterrupt) saying how many; a rerun pays for none of the stored answers.
+        """
         ledger = self._start()
         started, status, labels = time.perf_counter(), "failed", []
         # Concurrent calls need work in hand: a chunk holds at least a few calls per worker.
         chunk_size = max(self.setup.config.chunk_size, 4 * self.dispatcher.concurrency)
+        self._progress, self._total = progress, len(user_ids)
+        progress(LabelProgress("label", 0, len(user_ids), 0))
+        reached: list[str] = []
         try:
-            reached: list[str] = []
             for start in range(0, len(user_ids), chunk_size):
                 chunk = list(user_ids[start : start + chunk_size])
+                self._done_before, self._answers = len(reached) - len(self.unreached), 0
                 self._score_chunk(ledger, self.store.events_for(chunk))
                 reached += chunk
-                progress(
-                    LabelProgress(
-                        "label", len(reached) - len(self.unreached), len(user_ids), ledger.tally.cache_hits
-                    )
-                )
+                self._report(ledger, len(reached) - len(self.unreached))
                 if self.stopped_at is not None:
                     break
             labels = self._labels(ledger, [u for u in reached if u not in self.unreached])
             self.store.write_labels(labels)
             status = "stopped_budget" if self.stopped_at is not None else "done"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             status = "stopped"
-            raise
+            labels = self._labels(ledger, self._answered(user_ids))
+            self.store.write_labels(labels)
+            raise RunInterrupted(self.run_id, len(labels), len(user_ids)) from exc
         finally:
             stats = self._stats(ledger, user_ids, time.perf_counter() - started)
+            stats["labeled"] = len(labels)
             self.store.finish_run(self.run_id, status, stats)
         warnings = self.notes + [w for w in self.setup.backend.warnings if w not in self.notes]
         return RunResult(self.run_id, labels, stats, warnings)
+
+    def _answered(self, user_ids: Sequence[str]) -> list[str]:
+        """Users every scorer has answered (or found empty) so far: their labels are final."""
+        names = set(self.setup.scorers)
+        return [u for u in user_ids if u in self.empty or names <= set(self.results.get(u, {}))]
+
+    def _report(self, ledger: Ledger, done: float) -> None:
+        self._progress(LabelProgress("label", done, self._total, ledger.tally.cache_hits))
+
+    def _answer(self, ledger: Ledger) -> None:
+        """One scorer answered one user (or served it from the cache): the bar moves by 1 / scorers."""
+        self._answers += 1
+        self._report(ledger, self._done_before + self._answers / max(len(self.setup.scorers), 1))
 
     def _start(self) -> Ledger:
         setup = self.setup
@@ -146,8 +167,9 @@ class LabelRun:
             self._profiles(ledger, events)
 
     def _score_with(self, ledger: Ledger, name: str, scorer: Scorer, events: dict[str, list[Event]]) -> None:
-        jobs, empty = self.setup.jobs(scorer, events)
-        self.empty |= empty
+        work = self.setup.jobs(scorer, events)
+        jobs, events = work.jobs, work.events
+        self.empty |= work.empty
         hits = self.store.cached(j.key for j in jobs.values())
         todo = []
         for uid, job in jobs.items():
@@ -159,6 +181,7 @@ class LabelRun:
             self._keep(name, _from_cache(uid, parsed))
             hit = ScoreResult(uid, parsed.get("scores"), raw=row["raw_output"] or "")
             ledger.record(scorer, hit, job, hit=True)
+            self._answer(ledger)
         if isinstance(scorer, JsonScorer):
             self._dispatch(ledger, name, scorer, todo)
             return
@@ -166,6 +189,7 @@ class LabelRun:
             ledger.record(scorer, result, jobs[result.user_id], hit=False)
             if result.error is None:
                 self._keep(name, result)
+            self._answer(ledger)
 
     def _dispatch(self, ledger: Ledger, name: str, scorer: JsonScorer, todo: list[Job]) -> None:
         """Run the json scorer's calls (concurrently, within the budget); commit each as it arrives."""
@@ -187,6 +211,7 @@ class LabelRun:
                 self.budget.settle(reserved, cost or 0.0)
             if result.error is None:
                 self._keep(name, result)
+            self._answer(ledger)
         self.unreached |= {j.user_id for j in self.dispatcher.unstarted}
         if self.stopped_at is not None and self.stopped_at.user_id in self.unreached:
             self.notes.append(self._budget_note(self.stopped_at))
@@ -250,8 +275,10 @@ class LabelRun:
 
     def _outgoing(self, evs: list[Event]) -> tuple[list[Event], dict[str, int]]:
         """The events as the profile call may send them (redacted when they leave the machine)."""
-        redactor = self.setup.redactor
-        if redactor is None or not self.setup.sends_text(self.setup.backend.backend_id):
+        redactor, setup = self.setup.redactor, self.setup
+        if redactor is None or not (
+            setup.config.redact is True or setup.sends_text(setup.backend.backend_id)
+        ):
             return evs, {}
         return redact_events(redactor, evs)
 

@@ -32,7 +32,7 @@ def combine(
 ) -> SegmentAssignment:
     """Calibrate, standardise, weight and softmax the scorers' outputs into one assignment."""
     ids = taxonomy.ids
-    total, used = np.zeros(len(ids)), []
+    total, used, firsts = np.zeros(len(ids)), [], {}
     for spec in specs:
         res = results.get(spec.name)
         if res is None or res.scores is None or spec.weight == 0:
@@ -42,6 +42,7 @@ def combine(
             v = v - calibration[spec.name]
         total += spec.weight * zscore(v)
         used.append(spec.name)
+        firsts[spec.name] = ids[int(np.argmax(v))]
     if not used:
         return SegmentAssignment(
             primary=None,
@@ -61,7 +62,7 @@ def combine(
         else []
     )
     abstained = confidence < threshold
-    rationale = ", ".join(f"{ids[i]} {probs[i]:.2f}" for i in order[:3]) + f" (scorers: {'+'.join(used)})"
+    rationale = _rationale(taxonomy, firsts, results, probs, order)
     return SegmentAssignment(
         primary=None if abstained else ids[top],
         segments=[] if abstained else (multi or [ids[top]]),
@@ -70,3 +71,29 @@ def combine(
         abstained=abstained,
         rationale=rationale,
     )
+
+
+def _rationale(
+    taxonomy: Taxonomy,
+    firsts: Mapping[str, str],
+    results: Mapping[str, ScoreResult | None],
+    probs: np.ndarray,
+    order: np.ndarray,
+) -> str:
+    """Why: which segment each scorer put first (agreeing or not), the margin, and a generated answer's own words."""
+    ids, names = taxonomy.ids, {s.id: s.name for s in taxonomy.segments}
+    top, second = ids[int(order[0])], ids[int(order[1])] if len(order) > 1 else None
+    agree = [n for n, sid in firsts.items() if sid == top]
+    other = [f"{n} put {names[sid]} first" for n, sid in firsts.items() if sid != top]
+    parts = [
+        f"{' and '.join(agree) or 'no single scorer'} put {names[top]} first"
+        + (f"; {', '.join(other)}" if other else "")
+    ]
+    if second is not None:
+        parts.append(
+            f"combined {probs[order[0]]:.2f} for {names[top]} against {probs[order[1]]:.2f} for {names[second]}"
+        )
+    said = getattr(results.get("json"), "rationale", "")
+    if said and not said.startswith("votes:"):
+        parts.append(f"the model said: {said}")
+    return "; ".join(parts)

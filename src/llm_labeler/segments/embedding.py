@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 
+from ..backends.base import Embedder
 from ..history import clean_text
 from ..prompts import Prompt
 from ..schemas import Event, Taxonomy
@@ -26,7 +27,7 @@ class EmbeddingScorer:
 
     def __init__(
         self,
-        model: Any,
+        model: Embedder,
         taxonomy: Taxonomy,
         max_chars_per_event: int = 500,
         max_events: int = 30,
@@ -67,20 +68,31 @@ class EmbeddingScorer:
         """Embed every event of the batch at once, then score each user."""
         per_user = [(uid, self._texts(events)) for uid, events in users]
         flat = [text for _, texts in per_user for _, text in texts]
+        started = time.perf_counter()
         vectors = (
             self.model.encode(flat) if flat else np.zeros((0, self._segments.shape[1]), dtype=np.float32)
         )
+        # The batch is encoded at once: each user is charged its share of the time, by its number of texts.
+        per_text_ms = (time.perf_counter() - started) * 1000 / max(len(flat), 1)
+        tokens = self.model.count_tokens(flat)
         offset = 0
         for uid, texts in per_user:
             vecs = vectors[offset : offset + len(texts)]
+            usage = Usage(
+                prompt_tokens=sum(tokens[offset : offset + len(texts)]),
+                latency_ms=per_text_ms * len(texts),
+                transport_attempts=1,
+            )
             offset += len(texts)
             request = "\n".join(f"{item}\t{text}" for item, text in texts)
             if not texts:
                 yield ScoreResult(uid, None, request, error="empty history")
                 continue
-            yield self._one(uid, texts, vecs, request)
+            yield self._one(uid, texts, vecs, request, usage)
 
-    def _one(self, uid: str, texts: list[tuple[str, str]], vecs: np.ndarray, request: str) -> ScoreResult:
+    def _one(
+        self, uid: str, texts: list[tuple[str, str]], vecs: np.ndarray, request: str, usage: Usage
+    ) -> ScoreResult:
         mean = vecs.mean(axis=0)
         mean /= np.linalg.norm(mean) or 1.0
         sims = self._segments @ mean
@@ -95,5 +107,5 @@ class EmbeddingScorer:
             request,
             json.dumps([float(x) for x in sims]),
             evidence=evidence,
-            usage=Usage(transport_attempts=1),
+            usage=usage,
         )

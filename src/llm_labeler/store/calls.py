@@ -73,13 +73,17 @@ def call_log(
     return rows
 
 
-def usage_history(store: Store, stage: str, model_id: str) -> dict[str, float] | None:
-    """Median latency and tokens of past paid, successful calls of a stage and model (for `plan`)."""
+def usage_history(store: Store, stage: str, model_id: str, recent: int = 200) -> dict[str, float] | None:
+    """Median latency and tokens of the `recent` newest paid, successful calls of a stage and model (for `plan`).
+
+    Only recent calls: the machine, the build and the load change, and a median over every call ever made would
+    keep predicting what the store saw months ago.
+    """
     row = store.query(
         "SELECT count(*) AS n, median(latency_ms) AS latency_ms, median(prompt_tokens) AS prompt_tokens, "
-        "median(completion_tokens) AS completion_tokens FROM calls "
-        "WHERE stage = ? AND model_id = ? AND NOT cache_hit AND error IS NULL",
-        [stage, model_id],
+        "median(completion_tokens) AS completion_tokens FROM (SELECT * FROM calls "
+        "WHERE stage = ? AND model_id = ? AND NOT cache_hit AND error IS NULL ORDER BY created_at DESC LIMIT ?)",
+        [stage, model_id, recent],
     )[0]
     if not row["n"]:
         return None
