@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -18,11 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and sub-command (typer's groups are its own, not click's: duck-typed on `.commands`)."""
     out = []
     for name, cmd in group.commands.items():
         out.append((*prefix, name))
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):
             out += _commands(cmd, (*prefix, name))
     return out
 
@@ -39,7 +40,10 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
 
 def test_core_commands_exist() -> None:
     names = {c[0] for c in ALL_COMMANDS}
-    assert {"ingest", "label", "show", "demo", "runs"} <= names
+    assert {"ingest", "label", "show", "demo", "runs", "config"} <= names
+    assert {("review", "export"), ("review", "import"), ("eval", "run"), ("eval", "report")} <= set(
+        ALL_COMMANDS
+    )
 
 
 def test_public_api_all_is_importable() -> None:

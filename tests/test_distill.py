@@ -201,7 +201,8 @@ def test_export_formats(labeled: tuple[Store, str], tmp_path: Path) -> None:
         table.column_names
     )
     assert export_labels(store, run, tmp_path / "l.csv", min_confidence=0.8) < n
-    rows = list(csv.DictReader((tmp_path / "l.csv").open()))
+    with (tmp_path / "l.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     assert all(float(r["confidence"]) >= 0.8 for r in rows)
     export_labels(store, run, tmp_path / "l.jsonl")
     first = json.loads((tmp_path / "l.jsonl").read_text().splitlines()[0])
@@ -214,7 +215,8 @@ def test_review_loop_feeds_distill(labeled: tuple[Store, str], tmp_path: Path) -
     store, run = labeled
     sheet = tmp_path / "review.csv"
     assert review_export(store, run, sheet, n=5) == 5
-    rows = list(csv.DictReader(sheet.open()))
+    with sheet.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     assert rows[0]["llm_segment"] == ""  # abstains come first: they are the least confident
     rows[0]["correct_segment"], rows[1]["correct_segment"] = "religion", "not-a-segment"
     _write(sheet, rows)

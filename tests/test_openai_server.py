@@ -312,6 +312,8 @@ def test_sigkill_with_concurrent_calls_loses_nothing_committed(
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     with Store(db) as store:
         stored = store.query("SELECT user_id FROM calls WHERE NOT cache_hit AND error IS NULL")

@@ -35,7 +35,15 @@ store.close()
 
 def _start(db: Path, n: int, pause_at: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(db), str(ROOT / "taxonomies" / "20ng_coarse.yaml"), str(n), str(pause_at)],
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(db),
+            str(ROOT / "taxonomies" / "20ng_coarse.yaml"),
+            str(n),
+            str(pause_at),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -59,6 +67,9 @@ def test_sigkill_then_rerun_resumes_without_paying_twice(tmp_path: Path, events_
         raise AssertionError(f"the labeling child ended before storing 4 users:\n{seen}")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    proc.stdout.close()
+    if proc.stdin is not None:
+        proc.stdin.close()
     assert proc.returncode == -signal.SIGKILL
 
     with Store(db) as store:

@@ -1,9 +1,11 @@
 """The command line: parse, call one library function, format. Owns the terminal.
 
-common.py   consoles, shared options, errors -> one line and exit 2, progress bars, tables
-label.py    ingest, label (--dry-run) / plan, show, runs, logs, demo
+common.py   consoles, global options (--version, --debug, --quiet), errors -> one line and exit 2, Ctrl-C -> 130,
+            escaping of user text, progress bars, tables
+label.py    ingest, label (--dry-run) / plan, demo
 student.py  distill, score, export, review, explain
 evals.py    eval run / compare / report
+records.py  show, runs, logs (read the store); config (each setting's value and source)
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import sys
 import warnings
 
-from . import evals, label, student  # noqa: F401  (each registers its commands on `app`)
-from .common import app, console
+from . import evals, label, records, student  # noqa: F401  (each registers its commands on `app`)
+from .common import INTERRUPTED, app, console
 
 __all__ = ["app", "main"]
 
@@ -24,5 +26,6 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: everything answered so far is stored; rerun to resume[/]")
+        # Ctrl-C outside a command (the root command turns one inside into this message and exit 130).
+        console.print(f"[yellow]{INTERRUPTED}[/]")
         sys.exit(130)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .common import DbOpt, JsonOpt, app, console, errors, open_store, out, progress
+from .common import (
+    DbOpt,
+    JsonOpt,
+    app,
+    console,
+    errors,
+    esc,
+    open_store,
+    out,
+    plain,
+    print_json,
+    progress,
+    show_table,
+    warn,
+)
 
 eval_app = typer.Typer(
     no_args_is_help=True, help="Evaluation suites: gold sets, prompt x model matrix, CI gate."
@@ -38,7 +50,7 @@ def run(
         list[str] | None, typer.Option("--backend", help="Run on this backend id instead (repeatable).")
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Only the first N users of the sample.")
+        int | None, typer.Option("--limit", min=1, help="Only the first N users of the sample.")
     ] = None,
     fail_under: Annotated[
         list[str] | None,
@@ -63,15 +75,15 @@ def run(
         spec = load_suite(suite, {"taxonomy": str(taxonomy.resolve())} if taxonomy else None)
         with open_store(db) as store, progress(f"eval {spec.name}", as_json) as update:
             result = run_suite(store, spec, backend or None, limit, floors, baseline, progress=update)
-    for note in result.warnings:
-        console.print(f"[yellow]warning:[/] {note}")
+    for message in result.warnings:
+        warn(message)
     if as_json:
-        out.print_json(json.dumps(_result_json(result), default=str), indent=None)
+        print_json(_result_json(result), indent=None)
     else:
         _print_matrix(result)
     if not result.gate.passed:
         for failure in result.gate.failures:
-            console.print(f"[bold red]gate failed:[/] {failure}")
+            console.print(f"[bold red]gate failed:[/] {esc(failure)}")
         raise typer.Exit(1)
 
 
@@ -101,7 +113,7 @@ def _result_json(result: Any) -> dict[str, Any]:
 def _print_matrix(result: Any) -> None:
     from ..evals.gate import metric_value
 
-    table = Table(title=f"Eval {result.eval_id}: {result.suite.name}, {result.n} users")
+    table = Table(title=f"Eval {esc(result.eval_id)}: {esc(result.suite.name)}, {result.n} users")
     table.add_column("cell", no_wrap=True)
     columns = list(dict.fromkeys([*result.suite.metrics, *_COLUMNS]))
     for col in columns:
@@ -117,19 +129,21 @@ def _print_matrix(result: Any) -> None:
         role = " (primary)" if c["is_primary"] else " (baseline)" if c["is_baseline"] else ""
         cov = m["covered"]
         table.add_row(
-            c["cell"] + role,
+            plain(c["cell"] + role),
             *[_num(metric_value(m, k)) for k in columns],
             f"{cov['accuracy']:.3f}/{cov['macro_f1']:.3f}",
         )
         runs.add_row(
-            c["cell"], c["run_id"], str(c["stats"].get("calls", 0)), str(c["stats"].get("cache_hits", 0))
+            plain(c["cell"]),
+            plain(c["run_id"]),
+            str(c["stats"].get("calls", 0)),
+            str(c["stats"].get("cache_hits", 0)),
         )
-    # CI logs are not terminals: never squeeze the matrix into 80 columns and truncate the numbers.
-    wide = out if out.is_terminal and out.width >= 160 else Console(width=200)
-    wide.print(table)
-    wide.print(runs)
-    wide.print(
-        f"data: {result.source} · calls {result.calls} · cache hits {result.cache_hits} · "
+    # CI logs are not terminals: show_table never squeezes the matrix into 80 columns nor truncates it.
+    show_table(table)
+    show_table(runs)
+    out.print(
+        f"data: {esc(result.source)} · calls {result.calls} · cache hits {result.cache_hits} · "
         f"gate {'passed' if result.gate.passed else 'FAILED'}"
     )
 
@@ -145,26 +159,26 @@ def compare(
     ],
     run_b: Annotated[str, typer.Argument(help="The run compared against A (deltas are B - A).")],
     db: DbOpt = "",
-    show: Annotated[int, typer.Option("--show", help="How many flipped users to list.")] = 20,
+    show: Annotated[int, typer.Option("--show", min=0, help="How many flipped users to list.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """Metric deltas (B - A) and the users whose label flipped between two runs."""
     from ..evals import compare_runs
 
-    with errors(), open_store(db) as store:
+    with errors(), open_store(db, read_only=True) as store:
         comp = compare_runs(store, run_a, run_b)
-    for note in comp.warnings:
-        console.print(f"[yellow]warning:[/] {note}")
+    for message in comp.warnings:
+        warn(message)
     if as_json:
-        out.print_json(json.dumps(comp.as_dict(), default=str), indent=None)
+        print_json(comp.as_dict(), indent=None)
         return
-    table = Table(title=f"B - A on {comp.n_gold} users with gold (A {comp.run_a}, B {comp.run_b})")
+    table = Table(title=f"B - A on {comp.n_gold} users with gold (A {esc(comp.run_a)}, B {esc(comp.run_b)})")
     for col in ("metric", "A", "B", "delta"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for r in comp.metrics:
         colour = "green" if r["better"] else "red" if abs(r["delta"]) > 1e-12 else "dim"
-        table.add_row(r["metric"], _num(r["a"]), _num(r["b"]), f"[{colour}]{r['delta']:+.3f}[/]")
-    out.print(table)
+        table.add_row(plain(r["metric"]), _num(r["a"]), _num(r["b"]), f"[{colour}]{r['delta']:+.3f}[/]")
+    show_table(table)
     out.print(
         f"label flips: {len(comp.flips)} of {comp.n} users ([bold]flip rate {comp.flip_rate:.3f}[/]) · "
         f"fixed {comp.fixed} · broken {comp.broken}"
@@ -174,23 +188,39 @@ def compare(
         for col in ("user", "gold", "A", "B", "change"):
             flips.add_column(col)
         for f in comp.flips[:show]:
-            flips.add_row(
-                f["user_id"], f["gold"] or "", f["a"] or "(abstain)", f["b"] or "(abstain)", f["change"]
-            )
-        out.print(flips)
+            cells = (f["user_id"], f["gold"] or "", f["a"] or "(abstain)", f["b"] or "(abstain)", f["change"])
+            flips.add_row(*map(plain, cells))
+        show_table(flips)
 
 
 @eval_app.command("report")
 def report(
     run_id: Annotated[str, typer.Argument(help="Eval run id.")],
-    html: Annotated[Path, typer.Option("--html", help="Write the self-contained HTML report here.")],
+    html: Annotated[
+        Path,
+        typer.Option(
+            "--html", help="Write the self-contained HTML report to this file (a folder: FOLDER/report.html)."
+        ),
+    ],
     db: DbOpt = "",
+    as_json: JsonOpt = False,
 ) -> None:
     """Write an HTML page with the matrix, confusion heatmaps and reliability plots (opens offline)."""
     from ..evals import render_report
 
-    with errors(), open_store(db) as store:
+    with errors(), open_store(db, read_only=True) as store:
         page = render_report(store, run_id)
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(page, encoding="utf-8")
-    out.print(f"wrote {html} ({len(page):,} bytes)")
+    target = report_path(html)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    if as_json:
+        print_json({"run_id": run_id, "html": str(target), "bytes": len(page)})
+        return
+    out.print(f"wrote {esc(target)} ({len(page):,} bytes)")
+
+
+def report_path(html: Path) -> Path:
+    """--html as given, or FOLDER/report.html when it names an existing folder."""
+    if html.is_dir():
+        return html / "report.html"
+    return html

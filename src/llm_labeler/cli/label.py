@@ -1,8 +1,8 @@
-"""Commands around the label run: ingest, label (--dry-run) / plan, show, runs, logs, demo."""
+"""Commands around the label run: ingest, label (--dry-run) / plan, demo."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -12,17 +12,45 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from ..errors import InputError, LabelerError
-from ..settings import DEFAULT_BACKEND
-from .common import DbOpt, JsonOpt, app, console, emit, errors, open_store, out, progress
+from ..errors import InputError
+from ..settings import DEFAULT_BACKEND, setting
+from .common import (
+    DbOpt,
+    JsonOpt,
+    app,
+    emit,
+    errors,
+    esc,
+    note,
+    open_store,
+    out,
+    plain,
+    print_json,
+    print_wide,
+    progress,
+    show_table,
+    warn,
+)
+
+# The calibration each scorer gets when --scorers names no other: the same as the default combination's
+# (labeling.prepare.default_specs), so `--scorers llm=0.3,embedding=1` is the default, spelled out.
+DEFAULT_CALIBRATION = {"llm": "batch", "embedding": "none", "json": "none"}
+CALIBRATIONS = ("batch", "none")
+_SCORER = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\s*(?:=\s*(?P<weight>[^:]*?))?\s*(?::\s*(?P<cal>\S*))?$")
 
 ConcurrencyOpt = Annotated[
-    int,
-    typer.Option("--concurrency", min=1, help="Parallel calls for hosted backends (paced by ?rpm=/?tpm=)."),
+    int | None,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        help="Parallel calls for hosted backends (paced by ?rpm=/?tpm=; default 1 or the config's `concurrency`).",
+    ),
 ]
 MaxCostOpt = Annotated[
     float | None,
-    typer.Option("--max-cost", help="USD budget: stop cleanly before a call could cross it (price table)."),
+    typer.Option(
+        "--max-cost", min=0.0, help="USD budget: stop cleanly before a call could cross it (price table)."
+    ),
 ]
 RedactOpt = Annotated[
     bool | None,
@@ -44,6 +72,19 @@ def ingest(
         str | None, typer.Option("--format", help="csv | jsonl | parquet (default: by extension)")
     ] = None,
     mapping: Annotated[list[str] | None, typer.Option("--map", help="source_col=field (repeatable)")] = None,
+    encoding: Annotated[
+        str,
+        typer.Option(
+            "--encoding", help="Text encoding of CSV/JSONL files (utf-8, latin-1, cp1252, utf-16, ...)."
+        ),
+    ] = "utf-8",
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Reject a file with any row that has neither item_title nor text (default: skip and count them).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Load user events into the store (one transaction per file; re-ingesting adds no duplicates)."""
@@ -52,7 +93,7 @@ def ingest(
         results = []
         with open_store(db) as store:
             for f in files:
-                results.append(store.ingest(f, fmt, maps))
+                results.append(store.ingest(f, fmt, maps, encoding=encoding, strict=strict))
     rows = [
         {
             "file": r.path,
@@ -60,10 +101,17 @@ def ingest(
             "rows": r.rows_read,
             "added": r.rows_added,
             "duplicates": r.duplicates,
+            "skipped": r.rows_skipped,
             "users": r.users_touched,
         }
         for r in results
     ]
+    for r in results:
+        if r.rows_skipped:
+            shown = ", ".join(map(str, r.skipped_rows))
+            warn(
+                f"{r.path}: skipped {r.rows_skipped} row(s) with neither item_title nor text (rows {shown}...); --strict refuses such files"
+            )
     emit(rows, as_json, "Ingested")
 
 
@@ -77,38 +125,77 @@ def _parse_map(items: list[str]) -> dict[str, str]:
     return out_map
 
 
-def _scorer_specs(scorers: str | None) -> Any:
+def parse_scorers(scorers: str | None) -> Any:
+    """`name[=weight][:calibration],...` as ScorerSpecs (None: the default combination).
+
+    A scorer's calibration defaults to the one the default combination gives it (llm: batch, embedding and
+    json: none); `llm=0.3:none` or `embedding=1:batch` choose another.
+    """
     from ..segments import ScorerSpec
 
-    if not scorers:
+    if not scorers or not scorers.strip():
         return None
     specs = []
-    for part in scorers.split(","):
-        name, _, weight = part.partition("=")
-        specs.append(
-            ScorerSpec(name.strip(), float(weight or 1.0), "none" if name.strip() == "json" else "batch")
-        )
+    for part in (p.strip() for p in scorers.split(",")):
+        match = _SCORER.match(part)
+        if not part or match is None:
+            raise InputError(
+                f"--scorers expects name[=weight][:calibration],..., got {part!r} in {scorers!r}"
+            )
+        name, weight, cal = match["name"], (match["weight"] or "").strip(), match["cal"]
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise InputError(f"--scorers: the weight of {name} must be a number, got {weight!r}") from None
+        cal = cal or DEFAULT_CALIBRATION.get(name, "batch")
+        if cal not in CALIBRATIONS:
+            raise InputError(
+                f"--scorers: calibration of {name} must be one of {', '.join(CALIBRATIONS)}, got {cal!r}"
+            )
+        specs.append(ScorerSpec(name, value, cal))
     return specs
 
 
 def label(
     ctx: typer.Context,
-    taxonomy: Annotated[Path, typer.Option("--taxonomy", help="Taxonomy YAML file.")],
+    taxonomy: Annotated[
+        str | None,
+        typer.Option(
+            "--taxonomy",
+            help="Taxonomy YAML file or shipped name (default: $LLM_LABELER_TAXONOMY or the config's `taxonomy`).",
+        ),
+    ] = None,
     db: DbOpt = "",
     backend: Annotated[
-        str, typer.Option("--backend", help="Backend id, e.g. llamacpp:default.")
-    ] = DEFAULT_BACKEND,
+        str | None,
+        typer.Option(
+            "--backend",
+            help=f"Backend id (default: $LLM_LABELER_BACKEND, the config's `backend`, {DEFAULT_BACKEND}).",
+        ),
+    ] = None,
     users: Annotated[str | None, typer.Option("--users", help="Comma-separated user ids.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Label the first N users.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Label the first N users.")] = None,
     profile: Annotated[
         bool, typer.Option("--profile/--no-profile", help="Also write interest profiles.")
     ] = False,
-    threshold: Annotated[float, typer.Option("--threshold", help="Abstain below this confidence.")] = 0.0,
-    scorers: Annotated[
-        str | None, typer.Option("--scorers", help="e.g. 'llm=0.3,embedding=1' (default: auto)")
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold", min=0.0, max=1.0, help="Abstain below this confidence (0..1, default 0)."
+        ),
     ] = None,
-    budget: Annotated[int, typer.Option("--budget-tokens", help="History tokens per prompt.")] = 400,
-    concurrency: ConcurrencyOpt = 1,
+    scorers: Annotated[
+        str | None,
+        typer.Option(
+            "--scorers",
+            help="name[=weight][:calibration],... e.g. 'llm=0.3,embedding=1' or 'llm=1:none' (default: auto; "
+            "calibration batch|none, default as in the default combination: llm batch, embedding/json none)",
+        ),
+    ] = None,
+    budget: Annotated[
+        int | None, typer.Option("--budget-tokens", min=1, help="History tokens per prompt (default 400).")
+    ] = None,
+    concurrency: ConcurrencyOpt = None,
     max_cost: MaxCostOpt = None,
     redact: RedactOpt = None,
     samples: SamplesOpt = 1,
@@ -125,28 +212,40 @@ def label(
     from ..schemas import load_taxonomy
 
     with errors():
-        tax = load_taxonomy(taxonomy)
+        tax = load_taxonomy(_taxonomy_arg(taxonomy))
         config = LabelConfig(
-            backend=backend, profile=profile, threshold=threshold, scorers=_scorer_specs(scorers),
-            budget_tokens=budget, concurrency=concurrency, max_cost=max_cost, redact=redact, samples=samples,
+            backend=setting("backend", backend), profile=profile, threshold=setting("threshold", threshold),
+            scorers=parse_scorers(setting("scorers", scorers)), budget_tokens=setting("budget_tokens", budget),
+            concurrency=setting("concurrency", concurrency), max_cost=max_cost, redact=redact, samples=samples,
         )  # fmt: skip
         user_list = [u.strip() for u in users.split(",") if u.strip()] if users else None
         if dry_run or ctx.info_name == "plan":
-            with open_store(db) as store:
+            with open_store(db, read_only=True) as store:
                 planned = plan_run(store, tax, config, user_list, limit)
             _print_plan(planned, max_cost, as_json)
             return
         with open_store(db) as store, progress("labeling", as_json) as update:
             result = label_users(store, tax, config, user_list, limit, progress=update)
-    for note in result.warnings:
-        console.print(f"[yellow]warning:[/] {note}")
+    for message in result.warnings:
+        warn(message)
     if as_json:
         for lab in result.labels:
-            out.print_json(json.dumps(_label_json(lab)), indent=None)
+            print_json(_label_json(lab), indent=None)
         return
     _segment_table(tax, result.labels, f"Run {result.run_id}")
     _stats_line(result.stats)
-    hosted_line(result.stats)
+    if not is_local(result.stats):
+        hosted_line(result.stats)
+
+
+def _taxonomy_arg(flag: str | None) -> str:
+    value = setting("taxonomy", flag)
+    if not value:
+        raise InputError(
+            "no taxonomy: pass --taxonomy FILE_OR_NAME, set LLM_LABELER_TAXONOMY, or put `taxonomy = ...` in "
+            "llm_labeler.toml (`llm-labeler config` shows the settings)"
+        )
+    return str(value)
 
 
 app.command("label")(label)
@@ -159,16 +258,16 @@ app.command(
 
 
 def _print_plan(planned: Any, max_cost: float | None, as_json: bool) -> None:
-    if as_json:
+    if as_json:  # the notes are in the JSON
         data = asdict(planned) | {"totals": planned.totals}
-        out.print_json(json.dumps(data, default=str))
+        print_json(data)
         return
     _plan_tables(planned, max_cost)
 
 
 def _plan_tables(result: Any, max_cost: float | None) -> None:
-    for note in result.notes:
-        console.print(f"[yellow]warning:[/] {note}")
+    for message in result.notes:
+        warn(message)
     table = Table(title=f"Plan: {result.users} users ({result.empty_history} with no history)")
     cols = (
         "scorer",
@@ -184,23 +283,27 @@ def _plan_tables(result: Any, max_cost: float | None) -> None:
     for col in cols:
         table.add_column(col, justify="right" if col not in ("scorer", "model", "basis") else "left")
     for s in result.scorers:
-        table.add_row(
+        cells = (
             s.scorer, s.model_id, str(s.calls), str(s.cache_hits), str(s.prompt_tokens), str(s.completion_tokens),
             _money(s.cost_usd), _secs(s.seconds), s.basis,
         )  # fmt: skip
+        table.add_row(*map(plain, cells))
     t = result.totals
     table.add_row(
         "total", "", str(t["calls"]), str(t["cache_hits"]), str(t["prompt_tokens"]), str(t["completion_tokens"]),
         _money(t["cost_usd"]), _secs(t["seconds"]), f"concurrency {result.concurrency}",
     )  # fmt: skip
-    out.print(table)
-    red = ", ".join(f"{k} {v}" for k, v in sorted(result.redactions.items())) or "none found"
-    out.print(f"redaction {'on' if result.redaction else 'off'}: {red}")
+    show_table(table)
+    if result.redaction or result.redactions:  # only where text would leave the machine, or --redact asked
+        red = ", ".join(f"{k} {v}" for k, v in sorted(result.redactions.items())) or "none found"
+        out.print(f"redaction {'on' if result.redaction else 'off'}: {esc(red)}")
     if max_cost is not None:
         fits = "unknown (price unknown)" if result.users_within_budget is None else result.users_within_budget
         out.print(f"--max-cost ${max_cost:g}: about {fits} of {result.users} users fit (expected cost)")
     if result.sample_prompt:
-        out.print(Panel(result.sample_prompt, title="sample prompt, as it would be sent", expand=False))
+        print_wide(
+            Panel(plain(result.sample_prompt), title="sample prompt, as it would be sent", expand=False)
+        )
 
 
 def _money(v: float | None) -> str:
@@ -230,7 +333,7 @@ def _label_json(lab: Any) -> dict[str, Any]:
 
 def _segment_table(tax: Any, labels: list[Any], title: str) -> None:
     counts = Counter(lab.primary_segment for lab in labels)
-    table = Table(title=title)
+    table = Table(title=esc(title))
     for col in ("segment", "name", "users", "share", "mean confidence"):
         table.add_column(col, justify="right" if col in ("users", "share", "mean confidence") else "left")
     n = max(len(labels), 1)
@@ -238,13 +341,13 @@ def _segment_table(tax: Any, labels: list[Any], title: str) -> None:
     for sid in [*tax.ids, None]:
         confs = [lab.confidence for lab in labels if lab.primary_segment == sid]
         table.add_row(
-            sid or "(abstain)",
-            names.get(sid, "—") if sid else tax.abstain.name,
+            plain(sid or "(abstain)"),
+            plain(names.get(sid, "—") if sid else tax.abstain.name),
             str(counts.get(sid, 0)),
             f"{counts.get(sid, 0) / n:.1%}",
             f"{sum(confs) / len(confs):.2f}" if confs else "—",
         )
-    out.print(table)
+    show_table(table)
 
 
 def _stats_line(stats: dict[str, Any]) -> None:
@@ -253,6 +356,17 @@ def _stats_line(stats: dict[str, Any]) -> None:
         f"failed {stats['failed_calls']} · prompt tokens/user {stats['prompt_tokens_per_user']} · "
         f"{stats['s_per_user']} s/user · wall {stats['wall_s']} s"
     )
+
+
+def is_local(stats: dict[str, Any]) -> bool:
+    """Whether a run's text stayed on the machine (its hosted-only figures would all be zero or off).
+
+    The run's `local` stat when the library gives it; else: nothing was priced, redacted, retried or unpriced.
+    """
+    if "local" in stats:
+        return bool(stats["local"])
+    keys = ("cost_usd", "unpriced_calls", "failed_attempts", "retry_wait_s", "redaction", "redactions")
+    return not any(stats.get(k) for k in keys)
 
 
 def hosted_line(stats: dict[str, Any]) -> None:
@@ -267,115 +381,37 @@ def hosted_line(stats: dict[str, Any]) -> None:
         f"concurrency {stats.get('concurrency', 1)} · HTTP attempts {stats.get('transport_attempts', 0)} "
         f"(failed {stats.get('failed_attempts', 0)}, retry wait {stats.get('retry_wait_s', 0)} s) · "
         f"re-asks {stats.get('reasks', 0)} · cost {cost_text} · "
-        f"redaction {'on' if stats.get('redaction') else 'off'}: {red_text}"
+        f"redaction {'on' if stats.get('redaction') else 'off'}: {esc(red_text)}"
     )
-
-
-@app.command()
-def show(
-    user_id: Annotated[str, typer.Argument(help="User id.")],
-    db: DbOpt = "",
-    as_json: JsonOpt = False,
-) -> None:
-    """A user's latest segments, confidence, evidence and profile."""
-
-    with errors(), open_store(db) as store:
-        store.user_ids([user_id])
-        lab = store.latest_label(user_id)
-        if lab is None:
-            raise LabelerError(f"user {user_id} has no label yet; run label")
-    if as_json:
-        out.print_json(json.dumps(lab, default=str))
-        return
-    table = Table(title=f"User {user_id} (run {lab['run_id']})", show_header=False)
-    table.add_row("primary", str(lab["primary_segment"] or "(abstain: " + str(lab["abstain_reason"]) + ")"))
-    table.add_row("confidence", f"{lab['confidence']:.3f}")
-    table.add_row("segments", ", ".join(lab["segments"] or []))
-    probs = sorted((lab["probabilities"] or {}).items(), key=lambda kv: -kv[1])
-    table.add_row("probabilities", "  ".join(f"{k} {v:.2f}" for k, v in probs))
-    table.add_row("rationale", lab["rationale"] or "")
-    table.add_row("evidence", "\n".join(lab["evidence"] or []))
-    prof = lab.get("profile")
-    if prof:
-        table.add_row("profile", prof.get("summary", ""))
-        for it in prof.get("interests", []):
-            table.add_row("", f"{it['topic']} ({it['weight']:.2f}) ← {', '.join(it.get('evidence', []))}")
-    table.add_row("model", lab["model_id"])
-    table.add_row("prompt", f"{lab['prompt_name']}@{lab['prompt_version']} {lab['prompt_hash'][:12]}")
-    table.add_row("taxonomy", f"{lab['taxonomy_name']} {lab['taxonomy_hash'][:12]}")
-    out.print(table)
-
-
-@app.command()
-def runs(db: DbOpt = "", as_json: JsonOpt = False, limit: int = 20) -> None:
-    """Recent runs with their status and statistics."""
-    with errors(), open_store(db) as store:
-        rows = store.recent_runs(limit)
-    for r in rows:
-        stats = r.pop("stats") or {}
-        r.update({k: stats.get(k) for k in ("users", "calls", "cache_hits", "s_per_user")})
-    emit(rows, as_json, "Runs")
 
 
 @app.command()
 def demo(
     db: Annotated[str, typer.Option("--db", help="DuckDB file for the demo.")] = "llm_labeler_demo.duckdb",
-    n: Annotated[int, typer.Option("--n", help="Users to label.")] = 60,
-    backend: Annotated[str, typer.Option("--backend")] = DEFAULT_BACKEND,
+    n: Annotated[int, typer.Option("--n", min=1, help="Users to label.")] = 60,
+    backend: Annotated[str, typer.Option("--backend", help="Backend id.")] = DEFAULT_BACKEND,
+    scorers: Annotated[
+        str | None, typer.Option("--scorers", help="As for label (default: the default combination).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest real 20 Newsgroups users, label them on the embedded model, print segments and accuracy vs gold."""
     from ..evals.demo import run_demo
 
     with errors(), progress("demo: labeling", as_json) as update:
-        result = run_demo(db, n, backend, progress=update, log=lambda m: console.print(f"[dim]{m}[/]"))
+        result = run_demo(db, n, backend, progress=update, log=note, scorers=parse_scorers(scorers))
     if as_json:
-        out.print_json(json.dumps(result.summary, default=str))
+        print_json(result.summary)
         return
     _segment_table(
         result.taxonomy, result.run.labels, f"Demo: {n} users of 20 Newsgroups, run {result.run.run_id}"
     )
     _stats_line(result.run.stats)
     s = result.summary
+    # A s/user figure means little without the CPU kernels it ran on (AVX2 vs AVX-512 is a 5x difference).
+    kernels = s["cpu_kernels"] or f"none: {s['backend']} is not a llama.cpp backend"
+    out.print(f"{s['s_per_user']} s/user with llama.cpp CPU kernels: {esc(kernels)}")
     out.print(
         f"[bold]accuracy vs gold {s['accuracy']:.3f} · macro-F1 {s['macro_f1']:.3f}[/] on {s['n_gold']} users "
-        f"(source: {s['source']})"
+        f"(source: {esc(s['source'])})"
     )
-
-
-@app.command()
-def logs(
-    db: DbOpt = "",
-    run: Annotated[str | None, typer.Option("--run", help="Only this run id.")] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Only this user id.")] = None,
-    errors_only: Annotated[bool, typer.Option("--errors", help="Only failed calls.")] = False,
-    limit: Annotated[int, typer.Option("--limit", help="Newest N calls.")] = 200,
-    as_json: JsonOpt = False,
-) -> None:
-    """Every call: model, prompt hash, tokens, latency, attempts, cost, cache hit, error."""
-    from ..store.calls import call_log
-
-    with errors(), open_store(db) as store:
-        rows = call_log(store, run, user, errors_only, limit)
-    if as_json:
-        out.print_json(json.dumps(rows, default=str))
-        return
-    emit([_log_row(r) for r in rows], False, f"Calls ({len(rows)}, newest first)")
-
-
-def _log_row(r: dict[str, Any]) -> dict[str, Any]:
-    red = sum((r.get("redactions") or {}).values())
-    return {
-        "time": str(r["created_at"])[11:19],
-        "user": r["user_id"],
-        "stage": r["stage"],
-        "model": r["model_id"],
-        "prompt": (r["prompt_hash"] or "")[:8],
-        "tokens": f"{r['prompt_tokens'] or 0}/{r['completion_tokens'] or 0}",
-        "ms": round(r["latency_ms"] or 0),
-        "http/reask": f"{r.get('transport_attempts') or 0}/{r.get('reasks') or 0}",
-        "USD": r.get("cost_usd"),
-        "cache": "hit" if r["cache_hit"] else "",
-        "pii": red or "",
-        "error": (r["error"] or "")[:60],
-    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
@@ -12,15 +13,23 @@ from .metrics import HEADLINE
 
 __all__ = ["render_report"]
 
+# The matrix shows these and the suite's own metrics (up to _SHOWN columns); the rest sit behind a toggle, so the
+# table fits a laptop screen without a horizontal scroll.
+_ALWAYS = ("accuracy", "macro_f1")
+_SHOWN = 6
+_EVERY = (*HEADLINE, "covered.accuracy", "covered.macro_f1")
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#1b1f24}
 .scroll{overflow-x:auto}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7de}h3{font-size:1rem}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.85rem}
 th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:right}th{background:#f6f8fa}
-td.l,th.l{text-align:left}.pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}
+td.l,th.l{text-align:left}td.wrap{overflow-wrap:anywhere}
+.pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}
 .row{display:flex;flex-wrap:wrap;gap:2rem;align-items:flex-start}.muted{color:#57606a}
 tr.primary td{background:#eef6ff}tr.baseline td{background:#fff8e5}
+details.more{margin:.5rem 0}details.more summary{cursor:pointer;color:#0969da}
 """
 
 
@@ -35,7 +44,7 @@ def render_report(store: Store, eval_id: str) -> str:
         f"<h1>Eval suite <code>{escape(run['suite_name'])}</code></h1>",
         _header(run, summary),
         "<h2>Matrix</h2>",
-        _matrix(cells),
+        _matrix(cells, (run["suite"] or {}).get("metrics") or []),
     ]
     for cell in cells:
         parts.append(_cell_section(cell))
@@ -63,7 +72,7 @@ def _header(run: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         ("cache hits", str(summary.get("cache_hits", ""))),
     ]
     body = "".join(
-        f"<tr><th class='l'>{escape(k)}</th><td class='l'>{escape(str(v))}</td></tr>" for k, v in rows
+        f"<tr><th class='l'>{escape(k)}</th><td class='l wrap'>{escape(str(v))}</td></tr>" for k, v in rows
     )
     return f"<table>{body}<tr><th class='l'>gate</th><td class='l'>{verdict}</td></tr></table>"
 
@@ -74,24 +83,52 @@ def _fmt(value: Any) -> str:
     return escape(str(value))
 
 
-def _matrix(cells: Sequence[Mapping[str, Any]]) -> str:
-    cols = [*HEADLINE, "covered accuracy", "covered macro_f1"]
-    head = "<tr><th class='l'>cell</th><th class='l'>prompt</th><th class='l'>backend</th>"
-    head += "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>"
+def _matrix(cells: Sequence[Mapping[str, Any]], named: Sequence[str]) -> str:
+    shown = _shown_metrics(named)
+    rest = [m for m in dict.fromkeys([*named, *_EVERY]) if m not in shown]
+    note = "<p class='muted'>Headline metrics count an abstention as a miss; covered = users that got a label.</p>"
+    more = (
+        f"<details class='more'><summary>Show {len(rest) + 2} more columns: prompt, backend, {escape(', '.join(rest))}"
+        f"</summary><div class='scroll'>{_table(cells, ['prompt', 'backend'], rest, 'matrix-more')}</div></details>"
+    )
+    return _table(cells, [], shown, "matrix") + more + note
+
+
+def _shown_metrics(named: Sequence[str]) -> list[str]:
+    """accuracy, macro_f1, then the metrics the suite names, in its order, without repeats."""
+    shown: list[str] = []
+    for name in (*_ALWAYS, *named):
+        if name not in shown and len(shown) < _SHOWN:
+            shown.append(name)
+    return shown
+
+
+def _table(cells: Sequence[Mapping[str, Any]], text_cols: list[str], metrics: list[str], klass: str) -> str:
+    head = "<tr><th class='l'>cell</th>" + "".join(f"<th class='l'>{escape(c)}</th>" for c in text_cols)
+    head += "".join(f"<th>{_breakable(m)}</th>" for m in metrics) + "</tr>"
     rows = []
     for c in cells:
-        m = c["metrics"]
-        values = [m.get(k, "") for k in HEADLINE]
-        values += [m["covered"]["accuracy"], m["covered"]["macro_f1"]]
-        klass = "primary" if c["is_primary"] else "baseline" if c["is_baseline"] else ""
-        rows.append(
-            f"<tr class='{klass}'><td class='l'>{escape(c['cell'])}</td><td class='l'>{escape(c['prompt'])}</td>"
-            f"<td class='l'>{escape(c['backend'])}</td>"
-            + "".join(f"<td>{_fmt(v)}</td>" for v in values)
-            + "</tr>"
-        )
-    note = "<p class='muted'>Headline metrics count an abstention as a miss; covered = users that got a label.</p>"
-    return f"<div class='scroll'><table>{head}{''.join(rows)}</table></div>{note}"
+        role = "primary" if c["is_primary"] else "baseline" if c["is_baseline"] else ""
+        texts = "".join(f"<td class='l'>{_breakable(str(c[k]))}</td>" for k in text_cols)
+        values = "".join(f"<td>{_fmt(_metric(c['metrics'], m))}</td>" for m in metrics)
+        rows.append(f"<tr class='{role}'><td class='l'>{_breakable(c['cell'])}</td>{texts}{values}</tr>")
+    return f"<table class='{klass}'>{head}{''.join(rows)}</table>"
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may wrap after _ . | : / # @, so long ids and metric names do not widen the table."""
+    parts = re.split(r"([_.|:/#@])", text)  # odd items are the separators
+    return "".join(escape(part) + ("<wbr>" if i % 2 else "") for i, part in enumerate(parts))
+
+
+def _metric(metrics: Mapping[str, Any], name: str) -> Any:
+    """A metric by (dotted) name as stored; one this cell does not have is an empty cell."""
+    node: Any = metrics
+    for part in name.split("."):
+        if not isinstance(node, Mapping) or node.get(part) is None:
+            return ""
+        node = node[part]
+    return node
 
 
 def _cell_section(cell: Mapping[str, Any]) -> str:

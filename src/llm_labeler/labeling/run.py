@@ -146,6 +146,7 @@ class LabelRun:
             "calibration": self.cal_used,
             "concurrency": self.dispatcher.concurrency,
             "redaction": self.setup.redactor is not None,
+            "local": self.setup.backend.capabilities.local,
             **t.hosted_stats(),
             "unreached": len(self.unreached),
         }

@@ -1,8 +1,9 @@
-"""The DuckDB store: the only module that imports duckdb."""
+"""The DuckDB store: the only package that imports duckdb."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,8 +16,10 @@ import duckdb
 
 from ..errors import StoreError, UnknownUserError
 from ..schemas import Event, Taxonomy
+from .conditions import sql_condition
+from .files import open_read_only, open_read_write
 from .ingest import IngestResult, ingest_file
-from .migrations import MIGRATIONS
+from .migrations import migrate, store_versions
 
 __all__ = ["CallRecord", "IngestResult", "LabelRecord", "Store", "new_id"]
 
@@ -83,21 +86,42 @@ _JSON_FIELDS = {"parsed", "segments", "probabilities", "evidence", "scorers", "c
 
 
 class Store:
-    """A DuckDB file holding users, events, runs, calls, profiles and labels."""
+    """A DuckDB file holding users, events, runs, calls, profiles and labels.
+
+    `read_only=True` is for commands that only read: it never migrates and never writes, works on read-only files
+    and media, and while another process writes the file (DuckDB lets one process open it for writing, and then
+    no other at all) it reads a snapshot: a copy of the file and its WAL in a temporary folder, named by
+    `snapshot_of` (the original's path; None when reading the file itself).
+    """
 
     def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = str(path)
+        self.read_only = read_only
+        self.snapshot_of: str | None = None
+        self._snapshot_dir: tempfile.TemporaryDirectory[str] | None = None
         self._own_runs: set[str] = set()  # runs this process started: running, not interrupted
+        if read_only:
+            self.con, self._snapshot_dir = open_read_only(self.path)
+            self.snapshot_of = self.path if self._snapshot_dir else None
+        else:
+            self.con = open_read_write(self.path)
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
-        if not read_only:
-            self._migrate()
+            if not read_only:
+                migrate(self.con, self.path)
+            elif store_versions(self.con, self.path) is None:  # an empty file reads as an empty store
+                self.con.close()
+                self.con = duckdb.connect(":memory:")
+                migrate(self.con, self.path)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        """Close the connection (checkpointing the WAL)."""
+        """Close the connection (checkpointing the WAL) and drop a snapshot copy."""
         self.con.close()
+        if self._snapshot_dir is not None:
+            self._snapshot_dir.cleanup()
+            self._snapshot_dir = None
 
     def __enter__(self) -> Store:
         return self
@@ -105,22 +129,7 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- schema -------------------------------------------------------------------------------------------
-    def _migrate(self) -> None:
-        self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
-        applied = {int(r[0]) for r in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
-        known = {v for v, _ in MIGRATIONS}
-        if applied - known:
-            raise StoreError(
-                f"{self.path} has schema version(s) {sorted(applied - known)} unknown to this llm-labeler: "
-                "it was written by a newer version"
-            )
-        for version, sql in MIGRATIONS:
-            if version not in applied:
-                with self.transaction():
-                    self.con.execute(sql)
-                    self.con.execute("INSERT INTO schema_migrations VALUES (?)", [version])
-
+    # -- queries ------------------------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All or nothing."""
@@ -131,6 +140,10 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+    def condition(self, text: str, option: str = "--users", table: str = "users") -> str:
+        """A user's SQL filter, checked to be one true/false condition on `table` (see store.conditions)."""
+        return sql_condition(self.con, text, option, table)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Rows as dicts (for read-only reporting queries)."""
@@ -144,10 +157,17 @@ class Store:
 
     # -- events and users ---------------------------------------------------------------------------------
     def ingest(
-        self, path: str | Path, fmt: str | None = None, mapping: dict[str, str] | None = None
+        self,
+        path: str | Path,
+        fmt: str | None = None,
+        mapping: dict[str, str] | None = None,
+        *,
+        encoding: str = "utf-8",
+        strict: bool = False,
     ) -> IngestResult:
-        """Load one file of events in one transaction (see store.ingest)."""
-        return ingest_file(self.con, Path(path), fmt, mapping or {})
+        """Load one file of events in one transaction (see store.ingest): `encoding` of CSV/JSONL text,
+        `strict` rejects the file when any row has no content (default: such rows are skipped and counted)."""
+        return ingest_file(self.con, Path(path), fmt, mapping or {}, encoding=encoding, strict=strict)
 
     def user_ids(self, users: Sequence[str] | None = None, limit: int | None = None) -> list[str]:
         """The requested users (validated) or the first `limit` users by id."""

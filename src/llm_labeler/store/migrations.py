@@ -1,8 +1,14 @@
-"""The store's schema, as an ordered list of migrations. Append; never edit a shipped one."""
+"""The store's schema, as an ordered list of migrations (append; never edit a shipped one), and applying them."""
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+from typing import Any
+
+import duckdb
+
+from ..errors import StoreError
+
+__all__ = ["MIGRATIONS", "migrate", "store_versions"]
 
 _V1 = """
 CREATE TABLE events (
@@ -110,7 +116,8 @@ CREATE TABLE gold (
 """
 
 # Reserved numbers, one per feature area, so parallel work never collides: 2 hosted backends (calls/run extras),
-# 3 eval suites, 4 student model and bulk scores. An empty string means "nothing yet" and is skipped.
+# 3 eval suites, 4 student model and bulk scores, 5 student documents' format. An empty string means "nothing yet"
+# and is skipped.
 _V2_HOSTED = """
 ALTER TABLE calls ADD COLUMN transport_attempts INTEGER;   -- HTTP attempts, retries included
 ALTER TABLE calls ADD COLUMN reasks INTEGER;               -- validation re-asks
@@ -172,7 +179,67 @@ CREATE TABLE scores (                   -- one row per (model_version, user_id);
     scored_at TIMESTAMP DEFAULT current_timestamp
 );
 """
+_V5_DOC_FORMAT = """
+ALTER TABLE user_docs ADD COLUMN doc_format INTEGER;  -- store.student.DOC_FORMAT the doc was built with (NULL: v1)
+"""
 
 MIGRATIONS: list[tuple[int, str]] = [
-    (v, sql) for v, sql in [(1, _V1), (2, _V2_HOSTED), (3, _V3_EVALS), (4, _V4_STUDENT)] if sql.strip()
+    (v, sql)
+    for v, sql in [(1, _V1), (2, _V2_HOSTED), (3, _V3_EVALS), (4, _V4_STUDENT), (5, _V5_DOC_FORMAT)]
+    if sql.strip()
 ]
+_SHOWN_TABLES = 8
+
+
+def store_versions(con: Any, path: str) -> set[int] | None:
+    """The migrations applied to an llm-labeler store, None for an empty database; reading it writes nothing.
+
+    A database with tables but no schema_migrations was not made by llm-labeler (another application's file):
+    an error, so that nothing is ever written into it. So is a store written by a newer llm-labeler.
+    """
+    tables = [
+        t if s == "main" else f"{s}.{t}"
+        for s, t in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "UNION SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database() "
+            "AND NOT internal ORDER BY 1, 2"
+        ).fetchall()
+    ]
+    if "schema_migrations" not in tables:
+        if not tables:
+            return None
+        shown = ", ".join(tables[:_SHOWN_TABLES]) + (" ..." if len(tables) > _SHOWN_TABLES else "")
+        raise StoreError(
+            f"{path} is not an llm-labeler store: another application's DuckDB file (its tables: {shown}); "
+            "nothing was written to it: pass --db with a store's path, or a new file name to start one"
+        )
+    applied = {int(r[0]) for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    newer = applied - {v for v, _ in MIGRATIONS}
+    if newer:
+        raise StoreError(
+            f"{path} has schema version(s) {sorted(newer)} unknown to this llm-labeler: "
+            "it was written by a newer version"
+        )
+    return applied
+
+
+def migrate(con: Any, path: str) -> None:
+    """Bring a store (or an empty database) to the newest schema, each migration in a transaction of its own."""
+    applied = store_versions(con, path)
+    if applied is None:
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)")
+        applied = set()
+    for version, sql in MIGRATIONS:
+        if version in applied:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?)", [version])
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise StoreError(f"cannot migrate {path} to schema version {version}: {exc}") from exc
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")

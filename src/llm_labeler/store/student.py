@@ -15,10 +15,11 @@ from typing import Any
 
 import duckdb
 
-from ..errors import InputError, StoreError
+from ..errors import StoreError
 from . import Store
 
 __all__ = [
+    "DOC_FORMAT",
     "SCORE_COLUMNS",
     "apply_llm_labels",
     "count_users",
@@ -53,28 +54,59 @@ SCORE_COLUMNS = (
     "source",
     "score_run",
 )
+# The labeler's cleaning (history.clean_text) as far as SQL does it cheaply, so that markup never becomes a
+# feature: tags out, the common entities unescaped (&amp; last, as html.unescape reads '&amp;lt;' as '&lt;'),
+# whitespace collapsed. Bump DOC_FORMAT whenever the document changes: docs of another format are rebuilt.
+DOC_FORMAT = 2
+_ENTITIES = (
+    ("&nbsp;", " "),
+    ("&#160;", " "),
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&quot;", '"'),
+    ("&#39;", "''"),  # a quote, spelt as inside an SQL string
+    ("&#x27;", "''"),
+    ("&apos;", "''"),
+    ("&amp;", "&"),
+)
+
+
+def _cleaned(column: str) -> str:
+    sql = f"regexp_replace({column}, '<[^>]{{0,200}}>', ' ', 'g')"
+    for entity, char in _ENTITIES:
+        sql = f"replace({sql}, '{entity}', '{char}')"
+    # Runs and non-space whitespace only: single spaces, most of them, cost nothing (a third of '\\s+' -> ' ').
+    space = "'[ \\t\\n\\r\\f\\v]{2,}|[\\t\\n\\r\\f\\v]'"
+    return f"nullif(trim(regexp_replace(replace({sql}, chr(160), ' '), {space}, ' ', 'g')), '')"
+
+
 # Whole history, oldest first; meta carries event types and categories as tokens for the count features.
-_DOC_SQL = """
+_DOC_SQL = f"""
 SELECT e.user_id, any_value(u.history_hash) AS history_hash,
-       string_agg(concat_ws(' ', e.item_title, e.text), ' \n ' ORDER BY e.ts NULLS LAST, e.row_hash) AS doc,
+       string_agg(concat_ws(' ', {_cleaned("e.item_title")}, {_cleaned("e.text")}), ' \n '
+                  ORDER BY e.ts NULLS LAST, e.row_hash) AS doc,
        string_agg(concat_ws(' ', 'type:' || e.event_type, 'cat:' || replace(e.item_category, ' ', '_')), ' '
                   ORDER BY e.ts NULLS LAST, e.row_hash) AS meta,
        count(*) AS n_events
 FROM events e JOIN users u USING (user_id)
-WHERE e.user_id >= ? AND e.user_id <= ? AND e.user_id IN (SELECT user_id FROM _stale WHERE k = ?)
+WHERE {{where}}
 GROUP BY e.user_id
-"""
+"""  # {where}: pasted by _docs_sql (str.format would trip on the regex's {0,200})
+_STALE_RANGE = "e.user_id >= ? AND e.user_id <= ? AND e.user_id IN (SELECT user_id FROM _stale WHERE k = ?)"
+
+
+def _docs_sql(where: str) -> str:
+    return _DOC_SQL.replace("{where}", where)
 
 
 def user_filter(store: Store, sql_filter: str | None) -> str:
-    """A validated `user_id IN (...)` clause for a --users SQL filter over the users table ('TRUE' if none)."""
-    if not sql_filter:
+    """A `user_id IN (...)` clause for a --users SQL filter over the users table ('TRUE' if none).
+
+    The filter is checked to be one condition (store.conditions): it is pasted into DELETEs and UPDATEs.
+    """
+    if not sql_filter or not sql_filter.strip():
         return "TRUE"
-    try:
-        store.con.execute(f"SELECT count(*) FROM users WHERE {sql_filter}").fetchone()
-    except duckdb.Error as exc:
-        raise InputError(f"--users filter is not a valid SQL condition on the users table: {exc}") from exc
-    return f"user_id IN (SELECT user_id FROM users WHERE {sql_filter})"
+    return f"user_id IN (SELECT user_id FROM users WHERE {store.condition(sql_filter, '--users')})"
 
 
 def count_users(store: Store, where: str) -> int:
@@ -84,13 +116,16 @@ def count_users(store: Store, where: str) -> int:
 
 
 def refresh_docs(store: Store, chunk_users: int = 200_000) -> int:
-    """Rebuild user_docs for users whose history changed, in user-id ranges so memory stays bounded."""
+    """Rebuild user_docs for users whose history (or DOC_FORMAT) changed, in user-id ranges so memory stays
+    bounded. A read-only store is left alone: docs_for builds its documents from the events."""
+    if store.read_only:
+        return 0
     con = store.con
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _stale AS SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1) // ? "
         "AS k FROM users u WHERE NOT EXISTS (SELECT 1 FROM user_docs d WHERE d.user_id = u.user_id "
-        "AND d.history_hash = u.history_hash)",
-        [chunk_users],
+        "AND d.history_hash = u.history_hash AND d.doc_format = ?)",
+        [chunk_users, DOC_FORMAT],
     )
     ranges = con.execute("SELECT k, min(user_id), max(user_id) FROM _stale GROUP BY k ORDER BY k").fetchall()
     for k, lo, hi in ranges:
@@ -99,7 +134,9 @@ def refresh_docs(store: Store, chunk_users: int = 200_000) -> int:
                 "DELETE FROM user_docs WHERE user_id IN (SELECT user_id FROM _stale WHERE k = ?)", [k]
             )
             con.execute(
-                f"INSERT INTO user_docs (user_id, history_hash, doc, meta, n_events) {_DOC_SQL}", [lo, hi, k]
+                "INSERT INTO user_docs (user_id, history_hash, doc, meta, n_events, doc_format) "
+                f"SELECT *, {DOC_FORMAT} FROM ({_docs_sql(_STALE_RANGE)})",
+                [lo, hi, k],
             )
     row = con.execute("SELECT count(*) FROM _stale").fetchone()
     con.execute("DROP TABLE _stale")
@@ -107,7 +144,12 @@ def refresh_docs(store: Store, chunk_users: int = 200_000) -> int:
 
 
 def docs_for(store: Store, user_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """(doc, meta) of the given users, from user_docs (call refresh_docs first)."""
+    """(doc, meta) of the given users, from user_docs (call refresh_docs first; a read-only store, which cannot
+    refresh them, builds them from the events)."""
+    if store.read_only:
+        sql = _docs_sql("e.user_id IN (SELECT unnest(?))")
+        built = store.con.execute(sql, [user_ids]).fetchall()
+        return {r[0]: (r[2] or "", r[3] or "") for r in built}
     rows = store.con.execute(
         "SELECT user_id, doc, meta FROM user_docs WHERE user_id IN (SELECT unnest(?))", [user_ids]
     ).fetchall()
