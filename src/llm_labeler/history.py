@@ -28,7 +28,10 @@ _QUOTE = re.compile(r"^\s*(>|\|>).*$", re.MULTILINE)
 _ATTRIBUTION = re.compile(r"^.{0,120}\b(writes|wrote|said):\s*$", re.MULTILINE | re.IGNORECASE)
 _SPACE = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n+")
-_CJK = re.compile(r"[\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+# One token a character: CJK radicals, punctuation, kana and ideographs (extension A included), Hangul, compatibility
+# ideographs and forms, full-width forms (，：！ in a taxonomy's description), and the ideographs beyond the BMP
+# (extension B onwards: names such as 𠮷).
+_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003ffff]")
 MIN_HISTORY_CHARS = 12
 # Letters and digits (any script) a history must hold, once cleaned, before anyone judges it: a user whose only
 # titles are `<br/>`, `&nbsp;` or `...` has said nothing, and abstains.
@@ -79,14 +82,14 @@ class _Parts:
     @classmethod
     def of(cls, event: Event, with_id: bool, show_title: bool = True) -> _Parts:
         # 'Re: Re: x' says 'x' in more tokens; the reply markers carry no interest.
-        title = _REPLY.sub("", clean_text(event.item_title))[:120]
+        title = _cut(_REPLY.sub("", clean_text(event.item_title)), 120)
         head = [f"[{event.event_type or 'event'}]"]
         if with_id and event.item_id:
             head.append(f"[id: {event.item_id}]")
         if title and show_title:
             head.append(title)
         if event.item_category:
-            head.append(f"(category: {clean_text(event.item_category)[:60]})")
+            head.append(f"(category: {_cut(clean_text(event.item_category), 60)})")
         if event.rating is not None:
             head.append(f"(rating: {event.rating:g})")
         body = clean_text(event.text).replace("\n", " ")
@@ -103,10 +106,40 @@ class _Parts:
 def _truncate(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text
-    cut = text[:max_chars]
+    cut = _cut(text, max_chars)
     space = cut.rfind(" ")
     # CJK text has no spaces: cut on the character budget rather than losing the whole snippet.
     return (cut[:space] if space > max_chars // 2 else cut) + "…"
+
+
+def _cut(text: str, max_chars: int) -> str:
+    """At most max_chars code points, never ending inside a user-perceived character: a base letter keeps its
+    marks (Thai vowels, accents NFKC cannot compose), an ideograph its variation selector, an emoji its skin tone,
+    joined sequence or flag pair."""
+    n = max_chars
+    while 0 < n < len(text) and (_extends(text[n]) or text[n - 1] == "\u200d"):
+        n -= 1
+    if 0 < n < len(text) and _is_flag_half(text[n]):
+        pairs = len(text[:n]) - len(text[:n].rstrip(_FLAG_HALVES))
+        n -= pairs % 2  # an odd run of regional indicators before the cut: the last one is half a flag
+    return text[:n]
+
+
+_FLAG_HALVES = "".join(chr(c) for c in range(0x1F1E6, 0x1F200))
+
+
+def _is_flag_half(ch: str) -> bool:
+    return "\U0001f1e6" <= ch <= "\U0001f1ff"
+
+
+def _extends(ch: str) -> bool:
+    """True for a code point that belongs to the one before it (mark, joiner, emoji modifier or tag)."""
+    return (
+        unicodedata.category(ch)[0] == "M"
+        or ch == "\u200d"
+        or "\U0001f3fb" <= ch <= "\U0001f3ff"
+        or "\U000e0020" <= ch <= "\U000e007f"
+    )
 
 
 @dataclass
@@ -153,8 +186,7 @@ def render_history(
         if used + cost > budget_tokens:
             if chosen:
                 continue  # a shorter event further down may still fit
-            line = "- " + part.line(max(40, budget_tokens * 3))
-            cost = count_tokens(line) + 1
+            line, cost = _first_line(part, budget_tokens, count_tokens)
         chosen.append((index, line))
         used += cost
     chosen.sort()
@@ -169,6 +201,31 @@ def render_history(
     )
 
 
+def _first_line(part: _Parts, budget: int, count_tokens: Callable[[str], int]) -> tuple[str, int]:
+    """The first event's line when it does not fit: a body of ~3 characters a token of budget, and if that still does
+    not fit (Chinese is about one token a character; a long title alone can pass a small budget), the longest prefix
+    of the line that does, found by bisection (about ten tokenizer calls, for this one line)."""
+    line = "- " + part.line(max(40, budget * 3))
+    cost = count_tokens(line) + 1
+    if cost <= budget:
+        return line, cost
+    best: tuple[str, int] | None = None
+    lo, hi = _MIN_CUT, len(line) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        cut = _truncate(line, mid)
+        cut_cost = count_tokens(cut) + 1
+        if cut_cost <= budget:
+            best, lo = (cut, cut_cost), mid + 1
+        else:
+            hi = mid - 1
+    if best is None:  # not even "- x…" fits a budget this small: the shortest line
+        short = _truncate(line, _MIN_CUT)
+        return short, count_tokens(short) + 1
+    return best
+
+
+_MIN_CUT = 3  # "- " and one character
 MIN_LINE_TOKENS = 8  # below this much budget left, no event line fits
 MIN_CHARS_PER_EVENT = 80  # bodies are never cut shorter than this to make room for more events
 _REPLY = re.compile(r"^\s*((re|aw|fwd?|sv)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)

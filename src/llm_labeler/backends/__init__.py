@@ -43,6 +43,7 @@ _LAZY = {
     "openai-compatible": ".openai_backend",
     "langchain": ".langchain_backend",
     "embedding": ".embedding",
+    "e5": ".e5",
     "fake": ".fake",
 }
 _INSTANCES: dict[str, Any] = {}

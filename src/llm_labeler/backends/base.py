@@ -150,11 +150,12 @@ class Embedder(Protocol):
     model_id: str
 
     def encode(self, texts: Sequence[str]) -> Any:
-        """Unit-length float32 vectors, one row per text (a numpy array)."""
+        """Unit-length float32 vectors of a user's texts, one row per text (a numpy array)."""
         ...
 
     def encode_cached(self, texts: tuple[str, ...]) -> Any:
-        """encode() for a small fixed set of texts, memoised."""
+        """Vectors of a small fixed set of texts (segment descriptions: the queries of an asymmetric model),
+        memoised."""
         ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

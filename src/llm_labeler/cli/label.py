@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..errors import InputError
+from ..segments.base import DEFAULT_CALIBRATION
 from ..settings import DEFAULT_BACKEND, setting
 from .common import (
     DbOpt,
@@ -34,7 +35,6 @@ from .common import (
 
 # The calibration each scorer gets when --scorers names no other: the same as the default combination's
 # (labeling.prepare.default_specs), so `--scorers llm=0.3,embedding=1` is the default, spelled out.
-DEFAULT_CALIBRATION = {"llm": "batch", "embedding": "none", "json": "none"}
 CALIBRATIONS = ("batch", "none")
 _SCORER = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\s*(?:=\s*(?P<weight>[^:]*?))?\s*(?::\s*(?P<cal>\S*))?$")
 
@@ -103,6 +103,7 @@ def ingest(
             "duplicates": r.duplicates,
             "skipped": r.rows_skipped,
             "users": r.users_touched,
+            "languages": r.languages,
         }
         for r in results
     ]
@@ -112,7 +113,14 @@ def ingest(
             warn(
                 f"{r.path}: skipped {r.rows_skipped} row(s) with neither item_title nor text (rows {shown}...); --strict refuses such files"
             )
+    if not as_json:  # one cell per file: "zh 400, latin 3" (users the file touched, per language)
+        rows = [row | {"languages": _languages_text(r.languages)} for row, r in zip(rows, results)]
     emit(rows, as_json, "Ingested")
+
+
+def _languages_text(mix: dict[str, int]) -> str:
+    """A language mix (language -> users) as `zh 400, latin 3`, most users first."""
+    return ", ".join(f"{lang} {n}" for lang, n in mix.items()) or "none"
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
@@ -226,11 +234,12 @@ def label(
             return
         with open_store(db) as store, progress("labeling", as_json) as update:
             result = label_users(store, tax, config, user_list, limit, progress=update)
+            languages = store.languages([lab.user_id for lab in result.labels]) if as_json else {}
     for message in result.warnings:
         warn(message)
     if as_json:
         for lab in result.labels:
-            print_json(_label_json(lab), indent=None)
+            print_json(_label_json(lab) | {"language": languages.get(lab.user_id)}, indent=None)
         return
     _segment_table(tax, result.labels, f"Run {result.run_id}")
     _stats_line(result.stats)
@@ -355,6 +364,7 @@ def _stats_line(stats: dict[str, Any]) -> None:
         f"users {stats['users']} · LLM/scorer calls {stats['calls']} · cache hits {stats['cache_hits']} · "
         f"failed {stats['failed_calls']} · prompt tokens/user {stats['prompt_tokens_per_user']} · "
         f"{stats['s_per_user']} s/user · wall {stats['wall_s']} s"
+        + (f" · languages {esc(_languages_text(stats['languages']))}" if "languages" in stats else "")
     )
 
 

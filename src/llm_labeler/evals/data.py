@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from ..schemas import Taxonomy
 from ..store import Store
 from .suite import DatasetSpec, Suite
 
-__all__ = ["EvalData", "load_dataset", "prepare"]
+__all__ = ["EvalData", "load_dataset", "prepare", "split_ids"]
 
 
 @dataclass
@@ -46,7 +47,7 @@ def _newsgroups(spec: DatasetSpec, workdir: Path, suite: Suite) -> EvalData:
         raise ConfigError(f"suite {suite.name}: {exc}") from exc
     # Split by user, never by post: a tuning decision never sees a test user's texts.
     tune, test = newsgroups.split_users(users, spec.test_fraction, spec.split_seed)
-    pool = {"tune": tune, "test": test, "all": users}[spec.split]
+    pool = {"tune": tune, "test": test, "all": users}[spec.split or "test"]
     if spec.n is not None and spec.n > len(pool):
         raise ConfigError(
             f"suite {suite.name}: asks for {spec.n} users, the {spec.split} split has {len(pool)}"
@@ -85,9 +86,22 @@ def _files(spec: DatasetSpec, suite: Suite) -> EvalData:
         for r in rows
         if r[spec.gold].strip()
     }
+    split = spec.split or "all"
+    if split != "all":
+        tune, test = split_ids(list(gold), spec.test_fraction, spec.split_seed)
+        keep = set(tune if split == "tune" else test)
+        gold = {u: g for u, g in gold.items() if u in keep}
     if spec.n is not None:
         gold = dict(sorted(gold.items())[: spec.n])
-    return EvalData(gold, events, f"{events.name} + {gold_path.name}[{spec.gold}], {len(gold)} users")
+    where = f"{split} split (seed {spec.split_seed}), " if split != "all" else ""
+    return EvalData(gold, events, f"{events.name} + {gold_path.name}[{spec.gold}], {where}{len(gold)} users")
+
+
+def split_ids(user_ids: list[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(tune, test) by user, the newsgroups loader's rule: sha256(seed:user_id) rank, the first share is test."""
+    ranked = sorted(user_ids, key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
+    n_test = round(len(ranked) * test_fraction)
+    return sorted(ranked[n_test:]), sorted(ranked[:n_test])
 
 
 def prepare(store: Store, suite: Suite, taxonomy: Taxonomy, limit: int | None = None) -> EvalData:

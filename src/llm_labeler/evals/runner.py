@@ -77,6 +77,8 @@ def plan(suite: Suite, backends: Sequence[str] | None = None) -> list[Cell]:
                 config.threshold = combo.threshold
             if combo.budget_tokens is not None:
                 config.budget_tokens = combo.budget_tokens
+            if combo.embedding is not None:
+                config.embedding_backend = combo.embedding
             shown_backend = backend if combo.uses_llm else config.embedding_backend
             name = f"{combo.name}|{shown}|{shown_backend}" if combo.uses_llm else combo.name
             cells.append(Cell(name, combo, shown, shown_backend, config, combo.name == primary))

@@ -99,6 +99,9 @@ class Combination(BaseModel):
         ge=16,
         description="history token budget of the LLM scorers (default: the label default)",
     )
+    embedding: str | None = Field(
+        default=None, description="embedding model id of the embedding scorer (default: the label default)"
+    )
     baseline: bool = False
 
     @property
@@ -120,7 +123,9 @@ class DatasetSpec(BaseModel):
     gold: str = Field(
         default="coarse", description="newsgroups: coarse | fine | multi; files: the gold CSV column"
     )
-    split: Literal["tune", "test", "all"] = "test"
+    # newsgroups: default test; files: default all (a files suite that names a split is split by user, by
+    # sha256(split_seed:user_id) rank, exactly like the newsgroups loader)
+    split: Literal["tune", "test", "all"] | None = None
     test_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
     split_seed: int = 20
     min_posts: int = Field(default=3, ge=1)
@@ -138,6 +143,8 @@ class DatasetSpec(BaseModel):
             raise ValueError("the 'files' loader needs 'events' and 'gold_csv'")
         if self.loader == "newsgroups" and self.gold not in ("coarse", "fine", "multi"):
             raise ValueError(f"newsgroups gold must be coarse, fine or multi, not {self.gold!r}")
+        if self.split is None:
+            self.split = "test" if self.loader == "newsgroups" else "all"
         return self
 
 

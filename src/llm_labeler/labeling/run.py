@@ -40,6 +40,7 @@ class LabelRun:
         self.rejected_in_a_row = 0
         self.results: dict[str, dict[str, ScoreResult]] = {}
         self.empty: set[str] = set()
+        self.routed_away: dict[str, set[str]] = {}  # scorer -> users it does not score (another language's)
         self.cal_used: dict[str, list[float]] = {}
         self.run_id = ""
         self.ledger: Ledger | None = None
@@ -97,7 +98,11 @@ class LabelRun:
     def _answered(self, user_ids: Sequence[str]) -> list[str]:
         """Users every scorer has answered (or found empty) so far: their labels are final."""
         names = set(self.setup.scorers)
-        return [u for u in user_ids if u in self.empty or names <= set(self.results.get(u, {}))]
+
+        def expected(u: str) -> set[str]:
+            return {n for n in names if u not in self.routed_away.get(n, set())}
+
+        return [u for u in user_ids if u in self.empty or expected(u) <= set(self.results.get(u, {}))]
 
     def _report(self, ledger: Ledger, done: float) -> None:
         self._progress(LabelProgress("label", done, self._total, ledger.tally.cache_hits))
@@ -133,6 +138,7 @@ class LabelRun:
         t, n = ledger.tally, max(len(user_ids), 1)
         stats: dict[str, Any] = {
             "users": len(user_ids),
+            "languages": self.store.language_mix(user_ids),
             "calls": t.calls,
             "cache_hits": t.cache_hits,
             "failed_calls": t.failed_calls,
@@ -171,6 +177,8 @@ class LabelRun:
         work = self.setup.jobs(scorer, events)
         jobs, events = work.jobs, work.events
         self.empty |= work.empty
+        self.routed_away.setdefault(name, set()).update(work.skipped)
+        self._answers += len(work.skipped) + len(work.empty)  # nothing to wait for: they count as answered
         hits = self.store.cached(j.key for j in jobs.values())
         todo = []
         for uid, job in jobs.items():

@@ -12,7 +12,12 @@ from ..prompts import Prompt
 from ..schemas import Event
 from ..structured import Usage
 
-__all__ = ["JsonScoreResult", "ScoreResult", "Scorer", "ScorerSpec", "cache_key"]
+__all__ = ["DEFAULT_CALIBRATION", "JsonScoreResult", "ScoreResult", "Scorer", "ScorerSpec", "cache_key"]
+
+# The calibration each scorer gets unless told otherwise (what the default combination uses): the tiny LLM and
+# the multilingual model need their batch mean subtracted (label bias; compressed E5 cosines), MiniLM cosines and
+# generated answers are used as they are. Chosen on the tune halves (evals/*_tune.yaml).
+DEFAULT_CALIBRATION = {"llm": "batch", "embedding": "none", "multilingual": "batch", "json": "none"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,10 @@ class Scorer(Protocol):
 
     def request_text(self, events: Sequence[Event]) -> str:
         """The user-specific input: the cache key is built from it."""
+        ...
+
+    def applies(self, events: Sequence[Event]) -> bool:
+        """Whether this scorer scores this user at all (an embedding model routed to other languages does not)."""
         ...
 
     def score(self, users: Sequence[tuple[str, Sequence[Event]]]) -> Iterator[ScoreResult]:

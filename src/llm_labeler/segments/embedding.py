@@ -10,6 +10,7 @@ import numpy as np
 
 from ..backends.base import Embedder
 from ..history import clean_text
+from ..languages import detect_language
 from ..prompts import Prompt
 from ..schemas import Event, Taxonomy
 from ..structured import Usage
@@ -32,7 +33,12 @@ class EmbeddingScorer:
         max_chars_per_event: int = 500,
         max_events: int = 30,
         evidence_per_segment: int = 3,
+        name: str = "embedding",
+        route: str | None = None,
     ) -> None:
+        if route not in (None, "latin", "other"):
+            raise ValueError(f"route must be None, 'latin' or 'other', not {route!r}")
+        self.name, self.route = name, route  # route: only Latin-script users, only the others, or everyone
         self.model, self.taxonomy = model, taxonomy
         self.backend_id, self.model_id = model.backend_id, model.model_id
         self.max_chars, self.max_events, self.n_evidence = (
@@ -59,6 +65,13 @@ class EmbeddingScorer:
             if text:
                 out.append((e.item_id or f"event-{i}", text))
         return out
+
+    def applies(self, events: Sequence[Event]) -> bool:
+        """Whether the user's dominant script is one this scorer's model is routed to."""
+        if self.route is None:
+            return True
+        latin = detect_language(" ".join(text for _, text in self._texts(events))) == "latin"
+        return latin if self.route == "latin" else not latin
 
     def request_text(self, events: Sequence[Event]) -> str:
         """Each event's text, one per line (what gets embedded)."""

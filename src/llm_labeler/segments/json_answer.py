@@ -101,6 +101,10 @@ class JsonScorer:
             return f"self_consistency:{self.samples}"
         return "logprobs" if self.logprobs else "self_reported"
 
+    def applies(self, events: Sequence[Event]) -> bool:
+        """Every user (any language)."""
+        return True
+
     def request_text(self, events: Sequence[Event]) -> str:
         """The full rendered prompt for this user."""
         rendered = render_history(events, self.budget_tokens, self.max_chars)

@@ -41,6 +41,10 @@ class NextTokenScorer:
         self.budget_tokens, self.max_chars = budget_tokens, max_chars_per_event
         self.params = {"budget_tokens": budget_tokens, "max_chars_per_event": max_chars_per_event}
 
+    def applies(self, events: Sequence[Event]) -> bool:
+        """Every user (any language)."""
+        return True
+
     def request_text(self, events: Sequence[Event]) -> str:
         """The rendered history plus the question that ends the prompt."""
         rendered = render_history(events, self.budget_tokens, self.max_chars, self.backend.count_tokens)

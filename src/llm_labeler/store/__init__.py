@@ -19,9 +19,10 @@ from ..schemas import Event, Taxonomy
 from .conditions import sql_condition
 from .files import open_read_only, open_read_write
 from .ingest import IngestResult, ingest_file
+from .languages import UNDETECTED, backfill_languages, language_mix, user_languages
 from .migrations import migrate, store_versions
 
-__all__ = ["CallRecord", "IngestResult", "LabelRecord", "Store", "new_id"]
+__all__ = ["UNDETECTED", "CallRecord", "IngestResult", "LabelRecord", "Store", "new_id"]
 
 _EVENT_COLS = "user_id, ts, event_type, item_id, item_title, item_category, text, rating"
 
@@ -108,6 +109,7 @@ class Store:
         try:
             if not read_only:
                 migrate(self.con, self.path)
+                backfill_languages(self.con)  # users ingested before schema 6 (one count when there are none)
             elif store_versions(self.con, self.path) is None:  # an empty file reads as an empty store
                 self.con.close()
                 self.con = duckdb.connect(":memory:")
@@ -189,6 +191,14 @@ class Store:
         """Number of users in the store."""
         row = self.con.execute("SELECT count(*) FROM users").fetchone()
         return int(row[0]) if row else 0
+
+    def language_mix(self, user_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """Users per language (languages.py: zh, ja, latin, und ...) of all users or of these, most users first."""
+        return language_mix(self.con, user_ids)
+
+    def languages(self, user_ids: Sequence[str]) -> dict[str, str]:
+        """Each of these users' language (users not in the store are left out)."""
+        return user_languages(self.con, user_ids)
 
     def events_for(self, user_ids: Sequence[str]) -> dict[str, list[Event]]:
         """Each user's events, oldest first."""

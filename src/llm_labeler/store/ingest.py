@@ -17,6 +17,7 @@ import duckdb
 
 from ..errors import IngestError
 from ..schemas import EVENT_FIELDS
+from .languages import stage_languages
 
 __all__ = ["IngestResult", "ingest_file"]
 
@@ -61,7 +62,8 @@ _ERROR_CLASS = re.compile(r"^[A-Z][A-Za-z ]* Error: ")
 
 @dataclass
 class IngestResult:
-    """What one file added, and which contentless rows it skipped (human row numbers, first few)."""
+    """What one file added, which contentless rows it skipped (human row numbers, first few), and the language mix
+    of the users it touched (language -> users, most users first)."""
 
     path: str
     format: str
@@ -70,6 +72,7 @@ class IngestResult:
     users_touched: int
     rows_skipped: int = 0
     skipped_rows: list[int] = field(default_factory=list)
+    languages: dict[str, int] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -212,15 +215,15 @@ def _ingest(
         [str(path)],
     )
     added = _count(con, "events") - before
-    touched = _refresh_users(con)
+    touched, languages = _refresh_users(con)
     rows_read = _count(con, "_staged")
     con.execute(
         "INSERT INTO ingests (path, file_sha256, format, rows_read, rows_added) VALUES (?, ?, ?, ?, ?)",
         [str(path), _sha256(path), fmt, rows_read, added],
     )
-    for table in ("_raw", "_staged", "_clean"):
+    for table in ("_raw", "_staged", "_clean", "_langs"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    return IngestResult(str(path), fmt, rows_read, added, touched, skipped, first_skipped)
+    return IngestResult(str(path), fmt, rows_read, added, touched, skipped, first_skipped, languages)
 
 
 def _stage_raw(
@@ -374,14 +377,18 @@ def _human_row(row: int, fmt: str) -> int:
     return row + 1 if fmt == "csv" else row
 
 
-def _refresh_users(con: duckdb.DuckDBPyConnection) -> int:
+def _refresh_users(con: duckdb.DuckDBPyConnection) -> tuple[int, dict[str, int]]:
+    """Recount the users the file touched and detect their languages: (users touched, their language mix)."""
+    stage_languages(con, "SELECT DISTINCT user_id FROM _clean")
     con.execute("""
-        INSERT OR REPLACE INTO users (user_id, n_events, first_ts, last_ts, history_hash, updated_at)
-        SELECT user_id, count(*), min(ts), max(ts), md5(string_agg(row_hash, ',' ORDER BY row_hash)),
-               current_timestamp
-        FROM events WHERE user_id IN (SELECT DISTINCT user_id FROM _clean) GROUP BY user_id
+        INSERT OR REPLACE INTO users (user_id, n_events, first_ts, last_ts, history_hash, updated_at, language)
+        SELECT e.user_id, count(*), min(e.ts), max(e.ts), md5(string_agg(e.row_hash, ',' ORDER BY e.row_hash)),
+               current_timestamp, any_value(l.language)
+        FROM events e LEFT JOIN _langs l ON l.user_id = e.user_id
+        WHERE e.user_id IN (SELECT DISTINCT user_id FROM _clean) GROUP BY e.user_id
     """)
-    return _count(con, "(SELECT DISTINCT user_id FROM _clean)")
+    mix = con.execute("SELECT language, count(*) FROM _langs GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    return _count(con, "(SELECT DISTINCT user_id FROM _clean)"), {str(k): int(n) for k, n in mix}
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:

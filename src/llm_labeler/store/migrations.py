@@ -116,8 +116,8 @@ CREATE TABLE gold (
 """
 
 # Reserved numbers, one per feature area, so parallel work never collides: 2 hosted backends (calls/run extras),
-# 3 eval suites, 4 student model and bulk scores, 5 student documents' format. An empty string means "nothing yet"
-# and is skipped.
+# 3 eval suites, 4 student model and bulk scores, 5 student documents' format, 6 users' languages. An empty string
+# means "nothing yet" and is skipped.
 _V2_HOSTED = """
 ALTER TABLE calls ADD COLUMN transport_attempts INTEGER;   -- HTTP attempts, retries included
 ALTER TABLE calls ADD COLUMN reasks INTEGER;               -- validation re-asks
@@ -182,10 +182,22 @@ CREATE TABLE scores (                   -- one row per (model_version, user_id);
 _V5_DOC_FORMAT = """
 ALTER TABLE user_docs ADD COLUMN doc_format INTEGER;  -- store.student.DOC_FORMAT the doc was built with (NULL: v1)
 """
+# Filled in for the users already there by the store as it opens (store.ingest.backfill_languages), and at every
+# ingest for the users it touches: detection is Python (llm_labeler.languages), so it cannot run in this SQL.
+_V6_LANGUAGE = """
+ALTER TABLE users ADD COLUMN language VARCHAR;  -- dominant script's language (languages.py): zh, ja, latin, und ...
+"""
 
 MIGRATIONS: list[tuple[int, str]] = [
     (v, sql)
-    for v, sql in [(1, _V1), (2, _V2_HOSTED), (3, _V3_EVALS), (4, _V4_STUDENT), (5, _V5_DOC_FORMAT)]
+    for v, sql in [
+        (1, _V1),
+        (2, _V2_HOSTED),
+        (3, _V3_EVALS),
+        (4, _V4_STUDENT),
+        (5, _V5_DOC_FORMAT),
+        (6, _V6_LANGUAGE),
+    ]
     if sql.strip()
 ]
 _SHOWN_TABLES = 8
