@@ -76,7 +76,7 @@ class SpecModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Literal["llm", "embedding", "json"]
+    name: Literal["llm", "embedding", "multilingual", "json"]
     weight: float = Field(default=1.0, ge=0.0)
     calibration: Literal["batch", "none"] = "batch"
 
