@@ -143,3 +143,21 @@ def _tiny_taxonomy() -> Taxonomy:
             ],
         }
     )
+
+
+def test_rationales_and_profiles_are_asked_in_the_configured_language(
+    loaded_store: Store, coarse_taxonomy: Taxonomy
+) -> None:
+    def request(config: LabelConfig) -> str:
+        run = label_users(loaded_store, coarse_taxonomy, config, limit=1)
+        rows = loaded_store.query(
+            "SELECT stage, request FROM calls WHERE run_id = ? ORDER BY stage", [run.run_id]
+        )
+        return "\n".join(r["request"] for r in rows)
+
+    base = {"backend": "fake:echo", "scorers": [ScorerSpec("json", 1.0, "none")], "profile": True}
+    english = request(LabelConfig(**base))  # type: ignore[arg-type]
+    assert english.count("in English") == 2  # the answer's rationale and the profile
+    own = request(LabelConfig(**base, answer_language="user"))  # type: ignore[arg-type]
+    assert own.count("the language most of the user's activity is written in") == 2
+    assert "written in 中文" in request(LabelConfig(**base, answer_language="中文"))  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from .backends.base import Backend
 from .errors import BackendError, OutputValidationError
 from .history import render_history
-from .prompts import Prompt, load_prompt
+from .prompts import Prompt, answer_language_phrase, load_prompt
 from .schemas import Event, InterestProfile
 from .structured import RetryPolicy, Usage, call_structured, inline_refs
 
@@ -59,8 +59,10 @@ class Profiler:
         budget_tokens: int = 300,
         max_tokens: int = 200,
         policy: RetryPolicy | None = None,
+        answer_language: str = "English",
     ) -> None:
         self.backend = backend
+        self.answer_language = answer_language_phrase(answer_language)
         self.backend_id, self.model_id = backend.backend_id, backend.model_id
         self.prompt = prompt or load_prompt("profile")
         self.budget_tokens, self.max_tokens = budget_tokens, max_tokens
@@ -78,7 +80,11 @@ class Profiler:
         rendered = render_history(events, self.budget_tokens, 200, with_ids=True)
         if rendered.empty:
             return "", [], ""
-        return self.prompt.render(history=rendered.text), rendered.item_ids, rendered.text
+        return (
+            self.prompt.render(history=rendered.text, answer_language=self.answer_language),
+            rendered.item_ids,
+            rendered.text,
+        )
 
     def profile(self, user_id: str, events: Sequence[Event]) -> ProfileResult:
         """Ask for the profile; invalid answers are re-asked, then recorded as failed with the raw output."""

@@ -14,7 +14,14 @@ import yaml
 from .errors import ConfigError
 from .settings import prompts_dir
 
-__all__ = ["HISTORY_SLOT", "Prompt", "load_prompt", "split_prompt"]
+__all__ = [
+    "HISTORY_SLOT",
+    "USER_LANGUAGE",
+    "Prompt",
+    "answer_language_phrase",
+    "load_prompt",
+    "split_prompt",
+]
 
 # Rendering with this sentinel in place of the history splits a prompt into the shared prefix (instructions and
 # taxonomy, evaluated once and cached) and the per-user part.
@@ -48,6 +55,19 @@ class Prompt:
             return _ENV.from_string(self.template).render(**context)
         except jinja2.TemplateError as exc:
             raise ConfigError(f"prompt {self.ref} ({self.path}) failed to render: {exc}") from exc
+
+
+USER_LANGUAGE = "the language most of the user's activity is written in"
+
+
+def answer_language_phrase(value: str | None) -> str:
+    """What a prompt's {{ answer_language }} says: English (the default), the user's own language ('user'), or a
+    language named as given ('Chinese', '中文')."""
+    if not value or value.strip().lower() in ("en", "english"):
+        return "English"
+    if value.strip().lower() == "user":
+        return USER_LANGUAGE
+    return value.strip()
 
 
 def split_prompt(prompt: Prompt, **context: Any) -> tuple[str, str]:

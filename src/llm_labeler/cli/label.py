@@ -197,7 +197,8 @@ def label(
         typer.Option(
             "--scorers",
             help="name[=weight][:calibration],... e.g. 'llm=0.3,embedding=1' or 'llm=1:none' (default: auto; "
-            "calibration batch|none, default as in the default combination: llm batch, embedding/json none)",
+            "calibration batch|none, default as in the default combination: llm and multilingual batch, "
+            "embedding/json none)",
         ),
     ] = None,
     budget: Annotated[
@@ -207,6 +208,13 @@ def label(
     max_cost: MaxCostOpt = None,
     redact: RedactOpt = None,
     samples: SamplesOpt = 1,
+    answer_language: Annotated[
+        str,
+        typer.Option(
+            "--answer-language",
+            help="Language of generated rationales and profiles: English, 'user' (the user's own), or a name.",
+        ),
+    ] = "English",
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -225,6 +233,7 @@ def label(
             backend=setting("backend", backend), profile=profile, threshold=setting("threshold", threshold),
             scorers=parse_scorers(setting("scorers", scorers)), budget_tokens=setting("budget_tokens", budget),
             concurrency=setting("concurrency", concurrency), max_cost=max_cost, redact=redact, samples=samples,
+            answer_language=answer_language,
         )  # fmt: skip
         user_list = [u.strip() for u in users.split(",") if u.strip()] if users else None
         if dry_run or ctx.info_name == "plan":

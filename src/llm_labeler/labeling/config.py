@@ -33,6 +33,9 @@ class LabelConfig:
     prompt_segment: str | None = None  # prompt name/version/path for the llm scorer
     prompt_json: str | None = None
     prompt_profile: str | None = None
+    # The language of generated rationales and profiles: English, 'user' (the language of the user's activity),
+    # or a language named as given.
+    answer_language: str = "English"
     # Hosted backends: parallel calls, pacing, budget, privacy, confidence.
     concurrency: int = 1
     rpm: int | None = None  # requests per minute (default: the backend id's ?rpm=)

@@ -119,7 +119,8 @@ def prepare(config: LabelConfig, taxonomy: Taxonomy) -> RunSetup:
     pricing = CallPricing(backend.backend_id, backend.price_name, load_prices(config.prices), local)
     profiler = None
     if config.profile:
-        profiler = Profiler(backend, load_prompt(config.prompt_profile) if config.prompt_profile else None)
+        prompt = load_prompt(config.prompt_profile) if config.prompt_profile else None
+        profiler = Profiler(backend, prompt, answer_language=config.answer_language)
     return RunSetup(
         config=config,
         taxonomy=taxonomy,
@@ -224,6 +225,7 @@ def _scorer(
             timeout=config.timeout,
             samples=config.samples,
             limiter=_limiter(config, backend),
+            answer_language=config.answer_language,
         )
     raise ConfigError(f"unknown scorer {name!r}; scorers: llm, embedding, multilingual, json")
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, Field, create_model
 from ..backends.base import Backend
 from ..errors import BackendError, OutputValidationError, TransientBackendError
 from ..history import render_history
-from ..prompts import Prompt, load_prompt
+from ..prompts import Prompt, answer_language_phrase, load_prompt
 from ..schemas import Event, Taxonomy
 from ..structured import RateLimiter, RetryPolicy, StructuredResult, Usage, call_structured, inline_refs
 from .base import JsonScoreResult, ScoreResult
@@ -71,8 +71,10 @@ class JsonScorer:
         limiter: RateLimiter | None = None,
         logprobs: bool | None = None,
         sample_temperature: float = 0.7,
+        answer_language: str = "English",
     ) -> None:
         self.backend, self.taxonomy = backend, taxonomy
+        self.answer_language = answer_language_phrase(answer_language)
         self.backend_id, self.model_id = backend.backend_id, backend.model_id
         self.prompt = prompt or load_prompt("segment_json")
         self.budget_tokens, self.max_chars, self.max_tokens = budget_tokens, max_chars_per_event, max_tokens
@@ -108,7 +110,11 @@ class JsonScorer:
     def request_text(self, events: Sequence[Event]) -> str:
         """The full rendered prompt for this user."""
         rendered = render_history(events, self.budget_tokens, self.max_chars)
-        return "" if rendered.empty else self.prompt.render(taxonomy=self.taxonomy, history=rendered.text)
+        if rendered.empty:
+            return ""
+        return self.prompt.render(
+            taxonomy=self.taxonomy, history=rendered.text, answer_language=self.answer_language
+        )
 
     def score(self, users: Sequence[tuple[str, Sequence[Event]]]) -> Iterator[ScoreResult]:
         """One structured call per user; a user whose answer never validates gets an error result."""
