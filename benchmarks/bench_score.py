@@ -14,7 +14,12 @@ saves one. Then, each in a fresh subprocess so peak memory is per run:
             append a row; rows written with one executemany at the end. Measured on --naive-sample users and
             extrapolated linearly to the full size (said so in the output).
 
+Chinese (--zh-sizes, default 100,000): the same runs (docs, score with 1 and 2 threads, naive) on a store whose
+titles and texts are real Chinese news headlines and their keywords (shared/datasets/toutiao_readers' raw file,
+read at build time and never copied into the repo), ~9 events a user, 70% from the user's segment's categories.
+
     .venv/bin/python benchmarks/bench_score.py          (or `make bench-score`; takes /tmp/llm_labeler_cpu.lock)
+    .venv/bin/python benchmarks/bench_score.py --sizes 100000 --zh-sizes 100000
 """
 
 from __future__ import annotations
@@ -40,6 +45,26 @@ from llm_labeler.student.scoring import score_users
 
 LOCK = "/tmp/llm_labeler_cpu.lock"
 SEGMENTS = ["tech", "home", "sports", "fashion", "books", "travel"]
+ZH_SOURCE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "datasets"
+    / "toutiao_readers"
+    / "toutiao_cat_data.dev.txt"
+)
+# The README's six segments over the corpus's categories; the other categories are only ever noise.
+ZH_SEGMENTS = {
+    "news_tech": 0,
+    "news_finance": 1,
+    "stock": 1,
+    "news_house": 1,
+    "news_sports": 2,
+    "news_entertainment": 3,
+    "news_culture": 4,
+    "news_edu": 4,
+    "news_world": 5,
+    "news_military": 5,
+}
 
 
 def taxonomy() -> Taxonomy:
@@ -69,7 +94,8 @@ SELECT md5(user_id || ':' || j), user_id, TIMESTAMP '2024-01-01' + to_hours(j * 
        CASE WHEN random() < 0.4 THEN array_to_string(list_transform(range(22), lambda x: {word}), ' ') END,
        NULL, 'synthetic'
 FROM _e, _vocab;
-INSERT INTO users SELECT user_id, count(*), min(ts), max(ts), md5(string_agg(row_hash, ',' ORDER BY row_hash)),
+INSERT INTO users (user_id, n_events, first_ts, last_ts, history_hash, updated_at)
+SELECT user_id, count(*), min(ts), max(ts), md5(string_agg(row_hash, ',' ORDER BY row_hash)),
        current_timestamp FROM events GROUP BY user_id;
 """
 # A word: 30% from the user's segment's 4,000 topical words, else from 20,000 shared ones, Zipf-like within each.
@@ -96,6 +122,74 @@ def build_store(path: Path, n: int) -> dict[str, Any]:
         "build_s": round(time.perf_counter() - started, 1),
         **stats,
         "chars_per_user": chars,
+    }
+
+
+_ZH_SQL = """
+CREATE TEMP TABLE _pool AS SELECT seg, list(title ORDER BY id) AS titles, list(kw ORDER BY id) AS kws, count(*) AS n
+FROM zh_src WHERE seg >= 0 GROUP BY seg;
+CREATE TEMP TABLE _all AS SELECT list(title ORDER BY id) AS titles, list(kw ORDER BY id) AS kws, count(*) AS n
+FROM zh_src;
+CREATE TABLE bench_truth AS
+SELECT 'u' || lpad(i::VARCHAR, 8, '0') AS user_id, (hash(i) % 6)::INT AS seg,
+       least(60, 1 + floor(-ln(random()) * 8))::INT AS n
+FROM range({n}) t(i);
+CREATE TEMP TABLE _e AS
+SELECT user_id, seg, j, random() < 0.7 AS own, random() AS r, random() < 0.4 AS with_kw
+FROM (SELECT user_id, seg, unnest(range(n)) AS j FROM bench_truth);
+INSERT INTO events (row_hash, user_id, ts, event_type, item_id, item_title, item_category, text, rating, source)
+SELECT md5(user_id || ':' || j), user_id, TIMESTAMP '2024-01-01' + to_hours(j * 7 + (hash(user_id) % 500)::INT),
+       ['view', 'view', 'view', 'click', 'purchase', 'review'][1 + floor(random() * 6)::INT],
+       'i' || (hash(user_id || j) % 500000)::VARCHAR,
+       CASE WHEN own THEN p.titles[1 + floor(r * p.n)::INT] ELSE a.titles[1 + floor(r * a.n)::INT] END,
+       'cat' || CASE WHEN random() < 0.7 THEN e.seg * 8 + floor(random() * 8)::INT ELSE floor(random() * 48)::INT END,
+       CASE WHEN with_kw THEN CASE WHEN own THEN p.kws[1 + floor(r * p.n)::INT] ELSE a.kws[1 + floor(r * a.n)::INT] END
+       END,
+       NULL, 'synthetic-zh'
+FROM _e e JOIN _pool p USING (seg), _all a;
+INSERT INTO users (user_id, n_events, first_ts, last_ts, history_hash, updated_at)
+SELECT user_id, count(*), min(ts), max(ts), md5(string_agg(row_hash, ',' ORDER BY row_hash)),
+       current_timestamp FROM events GROUP BY user_id;
+"""
+
+
+def zh_headlines(source: Path) -> Any:
+    """(id, seg, title, kw) of every headline in the raw corpus file (seg -1: a noise-only category)."""
+    import pyarrow as pa
+
+    rows = [line.split("_!_") for line in source.read_text(encoding="utf-8").splitlines()]
+    rows = [r for r in rows if len(r) == 5 and len(r[3]) >= 5]
+    return pa.table(
+        {
+            "id": list(range(len(rows))),
+            "seg": [ZH_SEGMENTS.get(r[2], -1) for r in rows],
+            "title": [r[3] for r in rows],
+            "kw": [r[4] or None for r in rows],
+        }
+    )
+
+
+def build_zh_store(path: Path, n: int, source: Path) -> dict[str, Any]:
+    """A synthetic store of n users reading real Chinese headlines (built once, reused)."""
+    if path.exists():
+        return {"built": False}
+    started = time.perf_counter()
+    with Store(path) as store:
+        cur = store.con.cursor()  # its own connection: the store's may hold an unfinished result
+        cur.register("zh_src", zh_headlines(source))
+        cur.execute(_ZH_SQL.format(n=n))
+        cur.close()
+        stats = store.query("SELECT count(*) AS users, avg(n_events) AS events_per_user FROM users")[0]
+        size = store.query(
+            "SELECT sum(length(item_title) + coalesce(length(text), 0)) / count(DISTINCT user_id) AS c, "
+            "sum(strlen(item_title) + coalesce(strlen(text), 0)) / count(DISTINCT user_id) AS b FROM events"
+        )[0]
+    return {
+        "built": True,
+        "build_s": round(time.perf_counter() - started, 1),
+        **stats,
+        "chars_per_user": size["c"],
+        "utf8_bytes_per_user": size["b"],
     }
 
 
@@ -204,9 +298,9 @@ def _rss(before_kb: int) -> dict[str, float]:
 
 def run_child(*args: str) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and parse its JSON line."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"child {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -224,6 +318,8 @@ def main() -> None:
     """Build, train, measure, print."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100000,1000000")
+    p.add_argument("--zh-sizes", default="100000", help="Chinese store sizes ('' for none)")
+    p.add_argument("--zh-source", type=Path, default=ZH_SOURCE)
     p.add_argument("--dir", default="/tmp/llm_labeler_bench")
     p.add_argument("--naive-sample", type=int, default=2000)
     p.add_argument("--no-lock", action="store_true")
@@ -248,20 +344,40 @@ def main() -> None:
 
 
 def measure(args: Any) -> None:
-    """Every size, every path."""
+    """Every size, every path; English, then Chinese."""
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    summary: dict[tuple[str, int], dict[str, Any]] = {}
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     dbs = {n: base / f"users_{n}.duckdb" for n in sizes}
     for n, db in dbs.items():
-        info = build_store(db, n)
-        print(f"store {db}: {json.dumps(info)}", flush=True)
-    model = base / "bench_student.skops"
-    if not model.exists():
-        train_model(dbs[sizes[0]], model)
-    summary: dict[int, dict[str, Any]] = {}
+        print(f"store {db}: {json.dumps(build_store(db, n))}", flush=True)
+    if dbs:
+        # named after the featurizer: a model saved by an older llm-labeler would score with its own features
+        model = base / "bench_student_cjk.skops"
+        if not model.exists():
+            train_model(dbs[sizes[0]], model)
+        measure_language("en", dbs, model, args, summary)
+    zh_sizes = [int(s) for s in args.zh_sizes.split(",") if s]
+    if zh_sizes and not args.zh_source.exists():
+        print(f"\nChinese runs skipped: {args.zh_source} is not here", flush=True)
+    elif zh_sizes:
+        zh_dbs = {n: base / f"zh_users_{n}.duckdb" for n in zh_sizes}
+        for n, db in zh_dbs.items():
+            print(f"store {db}: {json.dumps(build_zh_store(db, n, args.zh_source))}", flush=True)
+        model = base / "bench_student_zh.skops"
+        if not model.exists():
+            train_model(zh_dbs[zh_sizes[0]], model)
+        measure_language("zh", zh_dbs, model, args, summary)
+    print_summary(summary)
+
+
+def measure_language(
+    lang: str, dbs: dict[int, Path], model: Path, args: Any, summary: dict[tuple[str, int], dict[str, Any]]
+) -> None:
+    """docs, score (threads, processes, Parquet), incremental and naive runs for each store of one language."""
     for n, db in dbs.items():
-        print(f"\n== {n:,} users ==", flush=True)
+        print(f"\n== {lang}: {n:,} users ==", flush=True)
         docs = run_child("docs", str(db), str(model), "0", "-")
         print(
             f"docs   user_docs build from scratch (once; later only changed users): {json.dumps(docs)}",
@@ -272,8 +388,8 @@ def measure(args: Any) -> None:
             r = run_child("full", str(db), str(model), str(workers), "-")
             print(f"score  {how} -> scores table: {json.dumps(r)}", flush=True)
             if workers == 2:
-                summary[n] = {"score": r}
-        r = run_child("full", str(db), str(model), "2", str(base / f"scores_{n}.parquet"))
+                summary[(lang, n)] = {"score": r}
+        r = run_child("full", str(db), str(model), "2", str(db.parent / f"scores_{lang}_{n}.parquet"))
         print(f"score  workers=2 -> scores table + Parquet: {json.dumps(r)}", flush=True)
         r = run_child("incr", str(db), str(model), "2", "-")
         print(
@@ -288,30 +404,31 @@ def measure(args: Any) -> None:
             f"EXTRAPOLATED to {n:,} users: {est_s:,.0f} s ({json.dumps(naive)})",
             flush=True,
         )
-        summary[n]["naive"] = naive
-    print_summary(summary)
+        summary[(lang, n)]["naive"] = naive
 
 
-def print_summary(summary: dict[int, dict[str, Any]]) -> None:
-    """One line per size: product vs naive (same run), and memory growth between the smallest and largest size."""
+def print_summary(summary: dict[tuple[str, int], dict[str, Any]]) -> None:
+    """One line per language and size: product vs naive (same run), and memory growth from smallest to largest."""
     print(
         "\n== summary (score = read + featurize + predict + write, 2 threads; naive measured in this run) =="
     )
-    for n, r in summary.items():
+    for (lang, n), r in summary.items():
         s, nv = r["score"], r["naive"]
         print(
-            f"{n:>9,} users: score {s['users_per_s']:>9,} users/s, naive {nv['users_per_s']:>7,} users/s "
+            f"{lang} {n:>9,} users: score {s['users_per_s']:>9,} users/s, naive {nv['users_per_s']:>7,} users/s "
             f"-> {s['users_per_s'] / nv['users_per_s']:,.0f}x; peak RSS {s['peak_rss_mb']:,} MB "
             f"({s['peak_rss_mb'] - s['rss_before_mb']:,} MB above the process after imports)"
         )
-    if len(summary) > 1:
-        lo, hi = min(summary), max(summary)
-        a, b = summary[lo]["score"], summary[hi]["score"]
-        grow = (b["peak_rss_mb"] - b["rss_before_mb"]) / max(1, a["peak_rss_mb"] - a["rss_before_mb"])
-        print(
-            f"memory: {hi // lo}x the users -> {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x the peak RSS "
-            f"({grow:.2f}x above imports)"
-        )
+    for lang in sorted({lang for lang, _ in summary}):
+        ns = [n for la, n in summary if la == lang]
+        if len(ns) > 1:
+            lo, hi = min(ns), max(ns)
+            a, b = summary[(lang, lo)]["score"], summary[(lang, hi)]["score"]
+            grow = (b["peak_rss_mb"] - b["rss_before_mb"]) / max(1, a["peak_rss_mb"] - a["rss_before_mb"])
+            print(
+                f"memory ({lang}): {hi // lo}x the users -> {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x the peak RSS "
+                f"({grow:.2f}x above imports)"
+            )
 
 
 if __name__ == "__main__":

@@ -287,3 +287,32 @@ def test_compiled_path_matches_numpy(events_path: Path, gold_coarse: dict[str, s
         ref,
         atol=1e-5,
     )
+
+
+def test_compiled_path_matches_numpy_on_cjk_text(events_path: Path, gold_coarse: dict[str, str]) -> None:
+    from llm_labeler.student import fastpath
+
+    X, y = fixture_xy(events_path, gold_coarse)
+    # the same users with made-up Chinese / Japanese / Thai lines mixed into their histories
+    extra = ["苹果发布新款手机，售价五千元。", "東京の天気は晴れです。", "ภาษาไทย", "《快讯》２０２４年 足球"]
+    X = X.copy()
+    X[:, 0] = [f"{doc}\n{extra[i % 4]}{extra[(i + 1) % 4]}" for i, doc in enumerate(X[:, 0])]
+    spec = HashSpec(cjk_ngrams=(1, 2))
+    docs, metas = [*X[:, 0], "", "中", None], [*X[:, 1], "cat:科技", None, "cat:z"]
+    a, b = count_matrix(docs, metas, spec), fastpath.count_matrix_fast(docs, metas, spec)
+    assert (a != b).nnz == 0 and np.array_equal(a.indptr, b.indptr)
+    est = StudentClassifier(word_bits=16).fit(X, y)
+    assert est.features_.spec_.cjk_ngrams == (1, 2)
+    ref = np.asarray(est.features_.transform(X) @ est.coef_) + est.intercept_
+    assert np.allclose(
+        fastpath.decision_scores(est.features_._counts(X), est.features_, est.coef_, est.intercept_),
+        ref,
+        atol=1e-5,
+    )
+
+
+def test_english_students_are_unchanged_by_cjk_ngrams(events_path: Path, gold_coarse: dict[str, str]) -> None:
+    X, y = fixture_xy(events_path, gold_coarse)
+    new, old = StudentClassifier(word_bits=16), StudentClassifier(word_bits=16, cjk_ngrams=(0, 0))
+    assert (new.fit(X, y).transform_features(X) != old.fit(X, y).transform_features(X)).nnz == 0
+    assert np.array_equal(new.predict_proba(X), old.predict_proba(X))

@@ -1,5 +1,8 @@
 """The student: hashed word/char n-gram TF-IDF plus event-meta counts, and a class-weighted linear model.
 
+Text in scripts written without spaces (Chinese, Japanese, Korean, Thai...) is featurized as character n-grams
+(`cjk_ngrams`), any other text as words, in the same featurizer: see hashing.py.
+
 Both classes follow the scikit-learn contract (parameters only in __init__, fit returns self, learned state ends
 in `_`), so they work in cross_val_score, GridSearchCV and Pipeline. X is a list of history texts, an (n, 2)
 object array of (history text, meta tokens), or an Arrow table/batch with `doc` and `meta` columns (bulk scoring).
@@ -18,7 +21,12 @@ from sklearn.utils.validation import check_is_fitted
 from . import fastpath
 from .hashing import HashSpec, columns_as_docs, count_matrix, ngram_texts
 
-__all__ = ["HashedTfidf", "StudentClassifier", "cross_val_predict_student"]
+__all__ = ["CJK_NGRAMS", "HashedTfidf", "StudentClassifier", "cross_val_predict_student"]
+
+# Character n-gram sizes for unspaced scripts in a new model. A model saved before the option existed loads with
+# (0, 0), the featurization it was fitted with.
+CJK_NGRAMS = (1, 2)
+_LEGACY = {"cjk_ngrams": (0, 0)}
 
 
 class HashedTfidf(TransformerMixin, BaseEstimator):
@@ -34,6 +42,7 @@ class HashedTfidf(TransformerMixin, BaseEstimator):
         char_weight: float = 1.0,
         meta_weight: float = 0.3,
         sublinear_tf: bool = True,
+        cjk_ngrams: tuple[int, int] = CJK_NGRAMS,
     ) -> None:
         self.word_bits = word_bits
         self.word_ngrams = word_ngrams
@@ -43,10 +52,21 @@ class HashedTfidf(TransformerMixin, BaseEstimator):
         self.char_weight = char_weight
         self.meta_weight = meta_weight
         self.sublinear_tf = sublinear_tf
+        self.cjk_ngrams = cjk_ngrams
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Loading (skops, pickle): a file from before a parameter existed gets the value it was fitted with."""
+        super().__setstate__({**_LEGACY, **state})
 
     def _spec(self) -> HashSpec:
-        lo, hi = self.char_ngrams
-        return HashSpec(self.word_bits, self.word_ngrams, self.char_bits, (int(lo), int(hi)), self.meta_bits)
+        return HashSpec(
+            word_bits=self.word_bits,
+            word_ngrams=self.word_ngrams,
+            char_bits=self.char_bits,
+            char_ngrams=_pair(self.char_ngrams),
+            meta_bits=self.meta_bits,
+            cjk_ngrams=_pair(self.cjk_ngrams),
+        )
 
     def _counts(self, X: Any) -> sp.csr_matrix:
         docs, metas = columns_as_docs(X)
@@ -89,7 +109,9 @@ class StudentClassifier(ClassifierMixin, BaseEstimator):
     """HashedTfidf + multinomial logistic regression with balanced class weights; sample weights = confidence.
 
     Defaults (word unigrams, 2^18 buckets, no char n-grams) are what measured best on 20 Newsgroups: bigrams and
-    char 3-5-grams scored no better and cost 2x and 14x at predict time (benchmarks/quality_distill.py).
+    char 3-5-grams scored no better and cost 2x and 14x at predict time (benchmarks/quality_distill.py). Chinese,
+    Japanese, Korean and Thai text gets character uni+bigrams (`cjk_ngrams`, measured on the Chinese gold by
+    `quality_distill.py --zh`); it changes nothing for text without those scripts.
     """
 
     def __init__(
@@ -102,6 +124,7 @@ class StudentClassifier(ClassifierMixin, BaseEstimator):
         class_weight: str | dict[str, float] | None = "balanced",
         min_df: int = 2,
         max_iter: int = 1000,
+        cjk_ngrams: tuple[int, int] = CJK_NGRAMS,
     ) -> None:
         self.word_bits = word_bits
         self.word_ngrams = word_ngrams
@@ -111,14 +134,20 @@ class StudentClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.min_df = min_df
         self.max_iter = max_iter
+        self.cjk_ngrams = cjk_ngrams
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Loading (skops, pickle): a file from before a parameter existed gets the value it was fitted with."""
+        super().__setstate__({**_LEGACY, **state})
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> StudentClassifier:
         """Fit features and the linear model; returns self."""
         self.features_ = HashedTfidf(
             word_bits=self.word_bits,
             word_ngrams=self.word_ngrams,
-            char_ngrams=(int(self.char_ngrams[0]), int(self.char_ngrams[1])),
+            char_ngrams=_pair(self.char_ngrams),
             meta_weight=self.meta_weight,
+            cjk_ngrams=_pair(self.cjk_ngrams),
         ).fit(X)
         F = self.features_.transform(X)
         # Columns no training user has get weight zero anyway (zero gradient, L2 penalty), and n-grams seen in a
@@ -186,6 +215,12 @@ class StudentClassifier(ClassifierMixin, BaseEstimator):
             names.setdefault(col, text)
         ranked = sorted(contrib.items(), key=lambda kv: -kv[1])[:k]
         return [(names.get(col, f"#{col}"), float(v)) for col, v in ranked if v > 0]
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    """(lo, hi) as plain ints, whether given as a tuple, a list (JSON metadata) or numpy ints."""
+    lo, hi = value
+    return int(lo), int(hi)
 
 
 def cross_val_predict_student(
