@@ -15,7 +15,6 @@ from typer.testing import CliRunner, Result
 from llm_labeler.backends import register
 from llm_labeler.backends.fake import FakeBackend
 from llm_labeler.cli import app
-from llm_labeler.store import Store
 from llm_labeler.cli.common import INTERRUPTED, progress
 from llm_labeler.labeling import LabelProgress
 from llm_labeler.schemas import Taxonomy
