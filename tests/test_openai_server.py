@@ -68,11 +68,13 @@ def _snippet(store: Store, taxonomy: Taxonomy, backend: str, uid: str) -> str:
 def test_openai_compatible_labels_real_users_and_reruns_for_free(
     server: LlamaServer, loaded_store: Store, coarse_taxonomy: Taxonomy
 ) -> None:
-    config = _config(server.backend_id(), scorers=None)  # the default for a hosted backend: json + embeddings
+    # the default for a hosted backend: json + embeddings (MiniLM for Latin script, e5 for the rest)
+    config = _config(server.backend_id(), scorers=None)
     first = label_users(loaded_store, coarse_taxonomy, config, limit=3)
     assert [s["name"] for s in loaded_store.get_run(first.run_id)["config"]["scorers"]] == [
         "json",
         "embedding",
+        "multilingual",
     ]
     assert len(first.labels) == 3 and all(lab.primary_segment in coarse_taxonomy.ids for lab in first.labels)
     assert first.stats["failed_calls"] == 0 and first.stats["redaction"] is True
