@@ -47,7 +47,13 @@ class EmbeddingScorer:
             evidence_per_segment,
         )
         self.params = {"max_chars_per_event": max_chars_per_event, "max_events": max_events}
-        self._segments = self.model.encode_cached(tuple(s.embedding_text() for s in taxonomy.segments))
+        self._segment_texts = tuple(s.embedding_text() for s in taxonomy.segments)
+
+    @property
+    def _segment_vectors(self) -> np.ndarray:
+        """The segments' vectors, embedded on first use (a scorer routed away from every user never loads its model)."""
+        vectors: np.ndarray = self.model.encode_cached(self._segment_texts)
+        return vectors
 
     def _texts(self, events: Sequence[Event]) -> list[tuple[str, str]]:
         recent = list(events)[-self.max_events :]
@@ -70,7 +76,9 @@ class EmbeddingScorer:
         """Whether the user's dominant script is one this scorer's model is routed to."""
         if self.route is None:
             return True
-        latin = detect_language(" ".join(text for _, text in self._texts(events))) == "latin"
+        # detect_language drops markup, entities and URLs itself: no need to clean the events first
+        text = " ".join(x for e in list(events)[-self.max_events :] for x in (e.item_title, e.text) if x)
+        latin = detect_language(text) == "latin"
         return latin if self.route == "latin" else not latin
 
     def request_text(self, events: Sequence[Event]) -> str:
@@ -82,9 +90,8 @@ class EmbeddingScorer:
         per_user = [(uid, self._texts(events)) for uid, events in users]
         flat = [text for _, texts in per_user for _, text in texts]
         started = time.perf_counter()
-        vectors = (
-            self.model.encode(flat) if flat else np.zeros((0, self._segments.shape[1]), dtype=np.float32)
-        )
+        # no text at all (nobody routed here, or only empty histories): nothing to embed, no model to load
+        vectors = self.model.encode(flat) if flat else np.zeros((0, 0), dtype=np.float32)
         # The batch is encoded at once: each user is charged its share of the time, by its number of texts.
         per_text_ms = (time.perf_counter() - started) * 1000 / max(len(flat), 1)
         tokens = self.model.count_tokens(flat)
@@ -108,8 +115,8 @@ class EmbeddingScorer:
     ) -> ScoreResult:
         mean = vecs.mean(axis=0)
         mean /= np.linalg.norm(mean) or 1.0
-        sims = self._segments @ mean
-        per_event = vecs @ self._segments.T  # events x segments
+        sims = self._segment_vectors @ mean
+        per_event = vecs @ self._segment_vectors.T  # events x segments
         evidence = {}
         for j, sid in enumerate(self.taxonomy.ids):
             top = np.argsort(-per_event[:, j])[: self.n_evidence]
