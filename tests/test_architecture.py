@@ -42,7 +42,7 @@ LAYERS: dict[str, int] = {
 # Third-party SDK -> the modules (or packages) allowed to import it.
 SDK_HOME: dict[str, tuple[str, ...]] = {
     "duckdb": ("store",),
-    "llama_cpp": ("backends.llamacpp",),
+    "llama_cpp": ("backends.llamacpp", "backends.nomic"),
     "openai": ("backends.openai_backend",),
     "langchain": ("backends.langchain_backend",),
     "langchain_core": ("backends.langchain_backend",),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,15 @@ class Prompt:
     stage: str
     template: str
     path: str
+    # Front-matter keys beyond name/version/stage that change how a scorer reads the prompt (segment_score:
+    # `choices: letters` answers with one letter per segment, `chat: true` wraps it in the model's chat template).
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def hash(self) -> str:
-        """sha256 of name, version and template text."""
-        return hashlib.sha256(f"{self.name}\n{self.version}\n{self.template}".encode()).hexdigest()
+        """sha256 of name, version and template text (and the options, when the prompt has any)."""
+        extra = f"\n{sorted(self.options.items())!r}" if self.options else ""
+        return hashlib.sha256(f"{self.name}\n{self.version}\n{self.template}{extra}".encode()).hexdigest()
 
     @property
     def ref(self) -> str:
@@ -91,7 +95,8 @@ def load_prompt(name_or_path: str, base_dir: str | None = None) -> Prompt:
     missing = [k for k in ("name", "version", "stage") if k not in meta]
     if missing:
         raise ConfigError(f"{path}: front matter lacks {', '.join(missing)}")
-    return Prompt(str(meta["name"]), str(meta["version"]), str(meta["stage"]), body, str(path))
+    options = {k: v for k, v in meta.items() if k not in ("name", "version", "stage")}
+    return Prompt(str(meta["name"]), str(meta["version"]), str(meta["stage"]), body, str(path), options)
 
 
 def _resolve(name_or_path: str, base: Path) -> Path:

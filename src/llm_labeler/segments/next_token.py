@@ -13,7 +13,14 @@ from ..schemas import Event, Taxonomy
 from ..structured import Usage
 from .base import ScoreResult
 
-__all__ = ["NextTokenScorer"]
+__all__ = ["NextTokenScorer", "choice_letters"]
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def choice_letters(n: int) -> list[str]:
+    """One single-token label per segment: A..Z, then 27, 28, ... for taxonomies longer than the alphabet."""
+    return [_LETTERS[i] if i < len(_LETTERS) else str(i + 1) for i in range(n)]
 
 
 class NextTokenScorer:
@@ -36,8 +43,17 @@ class NextTokenScorer:
         self.taxonomy = taxonomy
         self.backend_id, self.model_id = self.backend.backend_id, self.backend.model_id
         self.prompt = prompt or load_prompt("segment_score")
-        self.prefix, self.suffix = split_prompt(self.prompt, taxonomy=taxonomy)
-        self.choices = [" " + s.name for s in taxonomy.segments]
+        letters = choice_letters(len(taxonomy.segments))
+        self.prefix, self.suffix = split_prompt(self.prompt, taxonomy=taxonomy, letters=letters)
+        chat_frame = getattr(backend, "chat_frame", None)  # local models with a chat template
+        frame = chat_frame() if self.prompt.options.get("chat") and chat_frame else None
+        if frame is not None:  # the prompt is the user turn; the answer is the assistant's first token
+            self.prefix, self.suffix = frame[0] + self.prefix, self.suffix + frame[1]
+        if self.prompt.options.get("choices") == "letters":
+            # After a chat frame the answer starts a turn (no space); after plain text it follows "...only." + " ".
+            self.choices = [("" if frame is not None else " ") + c for c in letters]
+        else:
+            self.choices = [" " + s.name for s in taxonomy.segments]
         self.budget_tokens, self.max_chars = budget_tokens, max_chars_per_event
         self.params = {"budget_tokens": budget_tokens, "max_chars_per_event": max_chars_per_event}
 
