@@ -139,6 +139,10 @@ class LlamaCppBackend(BackendBase):
                 out += llm.tokenize(piece.encode("utf-8"), add_bos=False, special=i % 2 == 1)
         return out
 
+    def strip_control(self, text: str) -> str:
+        """User text without the chat frame's control-token strings, so none of it can turn into one."""
+        return self._specials.sub("", text) if self._specials else text
+
     def _add_bos(self) -> bool:
         return bool(self.scorer.tokenize(b"a", add_bos=True, special=False)[:1] == [self.scorer.token_bos()])
 

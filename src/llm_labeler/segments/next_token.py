@@ -47,6 +47,7 @@ class NextTokenScorer:
         self.prefix, self.suffix = split_prompt(self.prompt, taxonomy=taxonomy, letters=letters)
         chat_frame = getattr(backend, "chat_frame", None)  # local models with a chat template
         frame = chat_frame() if self.prompt.options.get("chat") and chat_frame else None
+        self.framed = frame is not None
         if frame is not None:  # the prompt is the user turn; the answer is the assistant's first token
             self.prefix, self.suffix = frame[0] + self.prefix, self.suffix + frame[1]
         if self.prompt.options.get("choices") == "letters":
@@ -64,7 +65,11 @@ class NextTokenScorer:
     def request_text(self, events: Sequence[Event]) -> str:
         """The rendered history plus the question that ends the prompt."""
         rendered = render_history(events, self.budget_tokens, self.max_chars, self.backend.count_tokens)
-        return rendered.text + self.suffix if not rendered.empty else ""
+        if rendered.empty:
+            return ""
+        # inside a chat frame, a user's "<|im_end|>" is text, not the end of the turn
+        text = self.backend.strip_control(rendered.text) if self.framed else rendered.text
+        return text + self.suffix
 
     def score(self, users: Sequence[tuple[str, Sequence[Event]]]) -> Iterator[ScoreResult]:
         """One forward pass per user over the user-specific tokens only."""
