@@ -384,6 +384,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help="also time the embedding scorer's precision x batch size on N users",
     )
+    p.add_argument(
+        "--candidates",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=[],
+        help=f"also time these embedded candidates alone: {', '.join(CANDIDATES)}",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ids-file", help=argparse.SUPPRESS)
@@ -474,7 +480,24 @@ def _paths(
     )
     naive = run_naive(taxonomy, ctx, args.naive_grammar, args.naive_max_tokens)
     emb.note = f"{emb.seconds / default.seconds:.0%} of the default path's time"
-    return [naive, default, llm_only, emb, bound], lists
+    extra = []
+    for name in args.candidates:
+        config = CANDIDATES[name]
+        get_backend(config.backend).scorer  # noqa: B018 - load (and hash) the models first, as _warm_up does
+        get_backend(config.embedding_backend).encode(["warm up"])
+        extra.append(run_product(f"  candidate: {name}", config, taxonomy, ctx)[0])
+    for r in extra:
+        r.note = f"{r.seconds / default.seconds:.2f}x the default path's time"
+    return [naive, default, llm_only, emb, *extra, bound], lists
+
+
+# Embedded models that are not the default (issue: the LLM must earn its place), timed beside it with --candidates.
+CANDIDATES = {
+    "qwen1.5": LabelConfig(
+        backend="llamacpp:qwen1.5", scorers=[ScorerSpec("llm", 1.0)], prompt_segment="segment_score_letters@1"
+    ),
+    "nomic": LabelConfig(scorers=[ScorerSpec("embedding", 1.0, "none")], embedding_backend="nomic:default"),
+}
 
 
 def _print(report: dict[str, Any], results: list[PathResult], lists: list[list[int]]) -> None:

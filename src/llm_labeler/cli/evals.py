@@ -1,7 +1,8 @@
-"""Commands for evaluation suites: eval run / compare / report."""
+"""Commands for evaluation suites: eval run / tune / combinations / compare / report."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -150,6 +151,95 @@ def _print_matrix(result: Any) -> None:
 
 def _num(v: float) -> str:
     return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+
+
+@eval_app.command("tune")
+def tune(
+    suite: Annotated[Path, typer.Argument(help="A tune-split suite YAML, e.g. evals/20ng_coarse_tune.yaml.")],
+    name: Annotated[str, typer.Option("--name", help="Store the fitted combination under this name.")],
+    db: DbOpt = "",
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="logloss: weights + temperature fitted on the gold; label-model: weights from the scorers' "
+            "agreement (no gold).",
+        ),
+    ] = "logloss",
+    combination: Annotated[
+        str | None,
+        typer.Option("--from", help="The suite combination whose scorers are fitted (default: its primary)."),
+    ] = None,
+    backend: Annotated[
+        list[str] | None, typer.Option("--backend", help="Fit for this backend id instead of the suite's.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N users of the sample.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a combination's weights on a tune suite's users and store it for `label --combination NAME`."""
+    from ..evals import load_suite
+    from ..evals.tune import tune_suite
+
+    with errors():
+        spec = load_suite(suite)
+        with open_store(db) as store, progress(f"tune {spec.name}", as_json) as update:
+            result = tune_suite(store, spec, name, method, combination, backend or None, limit, update)
+    if as_json:
+        print_json(asdict(result), indent=None)
+        return
+    table = Table(
+        title=f"Combination {esc(result.name)} ({result.method}, {result.backend}), {result.n_users} users"
+    )
+    for col in ("scorer", "calibration", "prior weight", "fitted weight"):
+        table.add_column(col, justify="left" if col in ("scorer", "calibration") else "right")
+    prior = {s["name"]: s["weight"] for s in result.prior}
+    for s in result.fitted:
+        table.add_row(
+            plain(s["name"]), s["calibration"], f"{prior.get(s['name'], 0):.3f}", f"{s['weight']:.3f}"
+        )
+    show_table(table)
+    scores = Table(
+        title="On the users it was fitted on (in-sample: report the held-out suite with fitted: NAME)"
+    )
+    for col in ("weights", "accuracy", "macro_f1"):
+        scores.add_column(col, justify="left" if col == "weights" else "right")
+    for label, m in result.metrics.items():
+        scores.add_row(plain(label), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}")
+    show_table(scores)
+    extra = result.details.get("accuracy")
+    if extra:
+        out.print("label model's estimated accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in extra.items()))
+    out.print(
+        f"temperature {result.temperature:.3f} · labeling run {esc(result.run_id)} · "
+        f"{'replaced the stored' if result.replaced else 'stored as'} combination {esc(result.name)}: "
+        f"label --combination {esc(result.name)}"
+    )
+
+
+@eval_app.command("combinations")
+def combinations(db: DbOpt = "", as_json: JsonOpt = False) -> None:
+    """The stored combinations: name, method, backend, taxonomy, weights, what they were fitted on."""
+    from ..store.combinations import list_combinations
+
+    with errors(), open_store(db, read_only=True) as store:
+        rows = list_combinations(store)
+    if as_json:
+        for r in rows:
+            print_json(r, indent=None)
+        return
+    table = Table(title=f"{len(rows)} stored combinations")
+    for col in ("name", "method", "backend", "taxonomy", "weights", "temperature", "fitted on", "created"):
+        table.add_column(col)
+    for r in rows:
+        c, p = r["config"], r["provenance"]
+        weights = ", ".join(f"{s['name']} {s['weight']:.2f}" for s in c["scorers"])
+        table.add_row(
+            plain(r["name"]), r["method"], plain(r["backend"]), plain(r["taxonomy_name"]), weights,
+            f"{c['temperature']:.2f}", plain(f"{p.get('suite')} ({p.get('users')} users)"), str(r["created_at"])[:19],
+        )  # fmt: skip
+    show_table(table)
 
 
 @eval_app.command("compare")

@@ -201,6 +201,14 @@ def label(
             "embedding/json none)",
         ),
     ] = None,
+    combination: Annotated[
+        str | None,
+        typer.Option(
+            "--combination",
+            help="A combination stored by `eval tune` (its scorers, weights, models and backend), or "
+            "'label-model' (every scorer, weighed by their agreement on these users).",
+        ),
+    ] = None,
     budget: Annotated[
         int | None, typer.Option("--budget-tokens", min=1, help="History tokens per prompt (default 400).")
     ] = None,
@@ -224,13 +232,21 @@ def label(
     as_json: JsonOpt = False,
 ) -> None:
     """Label users into the taxonomy's segments; cached answers are reused, so a rerun resumes."""
-    from ..labeling import LabelConfig, label_users, plan_run
+    from ..labeling import LabelConfig, label_users, plan_run, stored_backend
     from ..schemas import load_taxonomy
+    from ..settings import resolve
 
     with errors():
         tax = load_taxonomy(_taxonomy_arg(taxonomy))
+        chosen = setting("backend", backend)
+        if combination and scorers:
+            raise InputError("--combination fixes the scorers: leave out --scorers (or --combination)")
+        if combination and resolve("backend", backend).source == "default":
+            # nobody chose a backend: a stored combination runs on the one it was fitted for
+            with open_store(db, read_only=True) as store:
+                chosen = stored_backend(store, combination) or chosen
         config = LabelConfig(
-            backend=setting("backend", backend), profile=profile, threshold=setting("threshold", threshold),
+            backend=chosen, combination=combination, profile=profile, threshold=setting("threshold", threshold),
             scorers=parse_scorers(setting("scorers", scorers)), budget_tokens=setting("budget_tokens", budget),
             concurrency=setting("concurrency", concurrency), max_cost=max_cost, redact=redact, samples=samples,
             answer_language=answer_language,

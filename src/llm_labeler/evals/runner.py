@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..labeling import LabelConfig, LabelProgress, label_users
+from ..labeling import LabelConfig, LabelProgress, label_users, stored_backend
 from ..prompts import load_prompt
 from ..schemas import Taxonomy, load_taxonomy
 from ..store import Store, new_id
@@ -67,7 +67,11 @@ def plan(suite: Suite, backends: Sequence[str] | None = None) -> list[Cell]:
     cells: list[Cell] = []
     primary = suite.primary_combination
     for combo in suite.combinations:
-        pairs = [(p, b) for p in suite.prompts for b in (backends or suite.backends)]
+        pairs = [
+            (p, b)
+            for p in ([combo.prompt] if combo.prompt else suite.prompts)
+            for b in ([combo.backend] if combo.backend else (backends or suite.backends))
+        ]
         for prompt_ref, backend in pairs if combo.uses_llm else pairs[:1]:
             kwargs, shown = _prompt_kwargs(prompt_ref) if combo.uses_llm else ({}, "-")
             config = LabelConfig(backend=backend, scorers=combo.scorer_specs(), **kwargs)  # type: ignore[arg-type]
@@ -79,7 +83,17 @@ def plan(suite: Suite, backends: Sequence[str] | None = None) -> list[Cell]:
                 config.budget_tokens = combo.budget_tokens
             if combo.embedding is not None:
                 config.embedding_backend = combo.embedding
-            shown_backend = backend if combo.uses_llm else config.embedding_backend
+            if combo.multilingual is not None:
+                config.multilingual_backend = combo.multilingual
+            if combo.fitted is not None:
+                config.combination = combo.fitted
+            shown_backend = (
+                backend
+                if combo.uses_llm
+                else f"fitted:{combo.fitted}"
+                if combo.fitted
+                else config.embedding_backend
+            )
             name = f"{combo.name}|{shown}|{shown_backend}" if combo.uses_llm else combo.name
             cells.append(Cell(name, combo, shown, shown_backend, config, combo.name == primary))
     first = next(c for c in cells if c.is_primary)
@@ -159,7 +173,11 @@ def _run_cells(
             if progress:
                 progress(LabelProgress(name, offset + p.done, total, base_hits + p.cache_hits))
 
-        result = label_users(store, taxonomy, cell.config, users, kind="eval", progress=relay)
+        config = cell.config
+        fitted = stored_backend(store, config.combination) if config.combination else None
+        if fitted is not None:  # a stored combination runs on the backend it was fitted for
+            config = replace(config, backend=fitted)
+        result = label_users(store, taxonomy, config, users, kind="eval", progress=relay)
         done += len(users)
         hits += result.stats["cache_hits"]
         notes += [n for n in result.warnings if n not in notes]

@@ -102,11 +102,26 @@ class Combination(BaseModel):
     embedding: str | None = Field(
         default=None, description="embedding model id of the embedding scorer (default: the label default)"
     )
+    multilingual: str | None = Field(
+        default=None, description="embedding model id of the multilingual scorer (default: the label default)"
+    )
+    backend: str | None = Field(
+        default=None, description="this combination's LLM backend (default: each of the suite's backends)"
+    )
+    prompt: str | None = Field(
+        default=None, description="this combination's LLM prompt (default: each of the suite's prompts)"
+    )
+    fitted: str | None = Field(
+        default=None,
+        description="a combination stored by `eval tune` (or 'label-model'): its specs, models and backend",
+    )
     baseline: bool = False
 
     @property
     def uses_llm(self) -> bool:
         """Whether the combination calls the suite's LLM backend (else prompts and backends do not vary it)."""
+        if self.fitted is not None and self.fitted != "label-model":
+            return False  # its backend and prompt are the stored combination's own: the cell appears once
         return self.specs is None or any(s.name in ("llm", "json") and s.weight > 0 for s in self.specs)
 
     def scorer_specs(self) -> list[ScorerSpec] | None:

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 
 from ..schemas import Taxonomy
 from ..store import Store
+from .combinations import LABEL_MODEL, resolve_combination, stored_backend
 from .config import LabelConfig, LabelProgress, RunResult, check_limit
 from .plan import Plan, ScorerPlan, plan_run
 from .prepare import RunSetup, default_specs, prepare
 from .run import LabelRun
 
 __all__ = [
+    "LABEL_MODEL",
     "LabelConfig",
     "LabelProgress",
     "Plan",
@@ -30,6 +32,8 @@ __all__ = [
     "label_users",
     "plan_run",
     "prepare",
+    "resolve_combination",
+    "stored_backend",
 ]
 
 
@@ -51,5 +55,5 @@ def label_users(
     check_limit(limit)
     user_ids = store.user_ids(users, limit)
     store.mark_interrupted_runs()
-    setup = prepare(config or LabelConfig(), taxonomy)
+    setup = prepare(resolve_combination(store, config or LabelConfig(), taxonomy), taxonomy)
     return LabelRun(store, setup, kind, run_id).execute(user_ids, progress or (lambda p: None))

@@ -22,6 +22,11 @@ class LabelConfig:
     scorers: list[ScorerSpec] | None = None  # None: the default combination for the backend
     embedding_backend: str = "embedding:default"  # the English embedding model (Latin-script users)
     multilingual_backend: str = "e5:default"  # the embedding model for users of every other script
+    # A named combination: one stored by `eval tune` (its specs, temperature, models and prompt replace these
+    # fields), or "label-model" (weights from the scorers' agreement on this run's users).
+    combination: str | None = None
+    # Embedding and multilingual scorers split users by script (Latin / other); off: both score everyone.
+    route_by_script: bool = True
     profile: bool = False
     threshold: float = 0.0
     temperature: float = (
@@ -90,3 +95,5 @@ class RunResult:
     labels: list[LabelRecord]
     stats: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    # user -> scorer -> raw scores (as the scorer returned them, before calibration): what `eval tune` fits on
+    scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)

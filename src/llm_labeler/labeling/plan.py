@@ -16,6 +16,7 @@ from ..schemas import Taxonomy
 from ..segments import JsonScorer, Scorer
 from ..store import Store
 from ..store.calls import usage_history
+from .combinations import resolve_combination
 from .config import LabelConfig, check_limit
 from .prepare import prepare
 from .pricing import CallPricing
@@ -79,7 +80,7 @@ def plan_run(
     """Plan a labeling run: the same users, scorers and requests as label_users, and no model call."""
     check_limit(limit)
     user_ids = store.user_ids(users, limit)
-    setup = prepare(config, taxonomy)
+    setup = prepare(resolve_combination(store, config, taxonomy), taxonomy)
     events = store.events_for(user_ids)
     parts, redactions, empty, sample, per_user = [], Counter[str](), set[str](), "", Counter[str]()
     for name, scorer in setup.scorers.items():

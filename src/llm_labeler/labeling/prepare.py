@@ -20,6 +20,7 @@ from ..redaction import Redactor, load_patterns
 from ..schemas import Event, Taxonomy
 from ..segments import EmbeddingScorer, JsonScorer, NextTokenScorer, Scorer, ScorerSpec, cache_key
 from ..structured import RateLimiter
+from .combinations import LABEL_MODEL
 from .config import LabelConfig
 from .dispatch import Budget, Job
 from .pricing import CallPricing, load_prices
@@ -169,6 +170,9 @@ def _build_scorers(
     has_emb = embeddings_available() if config.embedding_backend == "embedding:default" else True
     has_ml = e5_available() if config.multilingual_backend == "e5:default" else True
     specs = config.scorers or default_specs(backend, has_emb, has_ml)
+    if config.scorers is None and config.combination == LABEL_MODEL:
+        # every scorer on every user, each weighed by how often it agrees with the others on this run's users
+        specs = [ScorerSpec(s.name, 1.0, s.calibration) for s in specs]
     if config.scorers is None and not has_emb:
         notes.append("sentence-transformers is not installed: labeling with the LLM alone (lower quality)")
     if config.scorers is None and not has_ml:
@@ -183,7 +187,9 @@ def _build_scorers(
             f"--samples {config.samples} applies to the json scorer only; this run's scorers ({names}) do not sample"
         )
     scorers: dict[str, Scorer] = {}
-    routed = {"embedding", "multilingual"} <= {s.name for s in specs}
+    routed = {"embedding", "multilingual"} <= {s.name for s in specs} and config.route_by_script
+    if config.combination == LABEL_MODEL:
+        routed = False
     for spec in specs:
         scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb, routed)
     return scorers, specs, notes

@@ -16,6 +16,7 @@ from ..schemas import Event
 from ..segments import JsonScorer, JsonScoreResult, Scorer, ScoreResult
 from ..store import LabelRecord, Store
 from ..structured import Usage
+from .combinations import LABEL_MODEL, label_model_specs
 from .config import LabelProgress, RunResult
 from .dispatch import Budget, Dispatcher, Job, worst_case_tokens
 from .labels import calibration, make_labels
@@ -42,6 +43,7 @@ class LabelRun:
         self.empty: set[str] = set()
         self.routed_away: dict[str, set[str]] = {}  # scorer -> users it does not score (another language's)
         self.cal_used: dict[str, list[float]] = {}
+        self.label_model: dict[str, Any] = {}  # what the label-model combination estimated
         self.run_id = ""
         self.ledger: Ledger | None = None
         self._progress: Callable[[LabelProgress], None] = lambda p: None
@@ -93,7 +95,11 @@ class LabelRun:
             stats["labeled"] = len(labels)
             self.store.finish_run(self.run_id, status, stats)
         warnings = self.notes + [w for w in self.setup.backend.warnings if w not in self.notes]
-        return RunResult(self.run_id, labels, stats, warnings)
+        scores = {
+            u: {name: list(r.scores) for name, r in got.items() if r.scores is not None}
+            for u, got in self.results.items()
+        }
+        return RunResult(self.run_id, labels, stats, warnings, scores)
 
     def _answered(self, user_ids: Sequence[str]) -> list[str]:
         """Users every scorer has answered (or found empty) so far: their labels are final."""
@@ -150,6 +156,7 @@ class LabelRun:
             "llm_s": round(t.llm_seconds, 3),
             "prompt_tokens_per_user": round(t.prompt_tokens / n, 1),
             "calibration": self.cal_used,
+            **({"label_model": self.label_model} if self.label_model else {}),
             "concurrency": self.dispatcher.concurrency,
             "redaction": self.setup.redactor is not None,
             "local": self.setup.backend.capabilities.local,
@@ -331,6 +338,12 @@ class LabelRun:
     def _labels(self, ledger: Ledger, user_ids: Sequence[str]) -> list[LabelRecord]:
         cal = calibration(self.setup.scorers, self.results, self._stored_scores)
         self.cal_used = {k: [round(float(x), 4) for x in v] for k, v in cal.items()}
+        if self.setup.config.combination == LABEL_MODEL:
+            got = {u: self.results[u] for u in user_ids if u in self.results}
+            specs, self.label_model = label_model_specs(
+                self.setup.specs, got, cal, len(self.setup.taxonomy.ids)
+            )
+            self.setup.specs[:] = specs
         return make_labels(self.setup, self.run_id, user_ids, self.results, cal, self.empty, ledger.call_ids)
 
     def _stored_scores(self, scorer: Scorer) -> list[list[float]]:

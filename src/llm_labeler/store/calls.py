@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import CallRecord, Store
 
-__all__ = ["CallMeta", "call_log", "record_call", "usage_history"]
+__all__ = ["CallMeta", "call_log", "record_call", "scorer_scores", "usage_history"]
 
 
 @dataclass
@@ -88,3 +89,22 @@ def usage_history(store: Store, stage: str, model_id: str, recent: int = 200) ->
     if not row["n"]:
         return None
     return {k: float(v or 0) for k, v in row.items()}
+
+
+def scorer_scores(
+    store: Store, taxonomy_hash: str, user_ids: Sequence[str]
+) -> dict[tuple[str, str, str], dict[str, list[float]]]:
+    """Every stored, successful score of these users for this taxonomy, grouped by (stage, model, prompt name):
+    group -> user -> scores (the newest call of each user)."""
+    rows = store.con.execute(
+        "SELECT stage, model_id, coalesce(prompt_name, ''), user_id, parsed FROM calls "
+        "WHERE taxonomy_hash = ? AND error IS NULL AND user_id IN (SELECT unnest(?)) AND stage <> 'profile' "
+        "ORDER BY created_at",
+        [taxonomy_hash, list(user_ids)],
+    ).fetchall()
+    out: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for stage, model, prompt, uid, parsed in rows:
+        scores = json.loads(parsed or "{}").get("scores")
+        if scores:
+            out.setdefault((stage, model, prompt), {})[uid] = [float(x) for x in scores]
+    return out

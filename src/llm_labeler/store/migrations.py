@@ -116,7 +116,8 @@ CREATE TABLE gold (
 """
 
 # Reserved numbers, one per feature area, so parallel work never collides: 2 hosted backends (calls/run extras),
-# 3 eval suites, 4 student model and bulk scores, 5 student documents' format, 6 users' languages. An empty string
+# 3 eval suites, 4 student model and bulk scores, 5 student documents' format, 6 users' languages, 7 fitted
+# combinations. An empty string
 # means "nothing yet" and is skipped.
 _V2_HOSTED = """
 ALTER TABLE calls ADD COLUMN transport_attempts INTEGER;   -- HTTP attempts, retries included
@@ -187,6 +188,18 @@ ALTER TABLE user_docs ADD COLUMN doc_format INTEGER;  -- store.student.DOC_FORMA
 _V6_LANGUAGE = """
 ALTER TABLE users ADD COLUMN language VARCHAR;  -- dominant script's language (languages.py): zh, ja, latin, und ...
 """
+_V7_COMBINATIONS = """
+CREATE TABLE combinations (             -- named scorer combinations fitted on gold or by a label model
+    name VARCHAR PRIMARY KEY,
+    method VARCHAR,                     -- logloss (fitted on gold) | label_model (scorer agreement, no gold)
+    backend VARCHAR,                    -- the LLM backend id it was fitted for
+    taxonomy_name VARCHAR,
+    taxonomy_hash VARCHAR,
+    config VARCHAR,                     -- JSON: specs, temperature, embedding models, prompt: what label applies
+    provenance VARCHAR,                 -- JSON: suite, runs, model ids, users fitted on, fit statistics
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+"""
 
 MIGRATIONS: list[tuple[int, str]] = [
     (v, sql)
@@ -197,6 +210,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         (4, _V4_STUDENT),
         (5, _V5_DOC_FORMAT),
         (6, _V6_LANGUAGE),
+        (7, _V7_COMBINATIONS),
     ]
     if sql.strip()
 ]
