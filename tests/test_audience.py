@@ -276,11 +276,18 @@ def test_shares_of_a_students_scores(store_db: dict[str, Any], tmp_path: Path) -
     db.write_bytes(store_db["db"].read_bytes())
     model = tmp_path / "student.skops"
     with Store(db) as store:
-        distill(store, store_db["runs"]["now"], model)
+        distill(store, store_db["runs"]["now"], model)  # it trains on the 30 review corrections
     assert runner.invoke(app, ["score", "--model", str(model), "--db", str(db)]).exit_code == 0
-    rows = _shares_json(db, "--scores")
+    # Its scores of the users it trained on are in-sample: PPI would trust them blindly.
+    bad = runner.invoke(app, ["shares", "--db", str(db), "--scores"])
+    assert bad.exit_code == 2 and "distilled on the review corrections of 30 of these 30" in bad.stderr
+    # A fresh random sample of users it did not see is fine.
+    fresh = sorted(set(store_db["gold"]) - store_db["reviewed"])[:20]
+    with Store(db) as store:
+        store.set_gold(store_db["tax"].name, {u: [store_db["gold"][u]] for u in fresh}, "review:fresh.csv")
+    rows = _shares_json(db, "--scores", "--gold", "source = 'review:fresh.csv'")
     assert [r["segment"] for r in rows] == store_db["tax"].ids
-    assert all(r["n"] == len(store_db["gold"]) and r["n_gold"] == 30 for r in rows)
+    assert all(r["n"] == len(store_db["gold"]) and r["n_gold"] == 20 for r in rows)
     assert sum(r["naive"] for r in rows) == pytest.approx(1.0, abs=1e-6)
     bad = runner.invoke(app, ["shares", "--db", str(db), "--scores", "--model", "nope"])
     assert bad.exit_code == 2 and "no distilled model 'nope'" in bad.stderr

@@ -26,6 +26,7 @@ class Population:
     taxonomy: Taxonomy
     predicted: dict[str, list[str]]  # user -> segments (empty: abstained or failed)
     labels: list[dict[str, Any]] = field(default_factory=list)  # a run's stored labels (empty for scores)
+    trained_on: set[str] = field(default_factory=set)  # users whose gold the model learned from (in-sample)
 
     def matrix(self, users: list[str]) -> np.ndarray:
         """0/1 indicators, one row per user, one column per segment (taxonomy order)."""
@@ -80,7 +81,23 @@ def scores_population(store: Store, model_version: str | None = None) -> Populat
     if not scored:
         raise InputError(f"model {model['model_version']} has scored no user: run llm-labeler score first")
     predicted = {u: [s] if s in found.ids else [] for u, s in scored.items()}
-    return Population(f"student {model['model_version']}", model["model_version"], found, predicted)
+    return Population(
+        f"student {model['model_version']}",
+        model["model_version"],
+        found,
+        predicted,
+        trained_on=_seen(store, model),
+    )
+
+
+def _seen(store: Store, model: dict[str, Any]) -> set[str]:
+    """The users whose review corrections the student trained on."""
+    meta, report = model.get("metadata") or {}, model.get("report") or {}
+    if "reviewed_users" in meta:
+        return set(meta["reviewed_users"])
+    if not report.get("reviewed"):
+        return set()
+    return aq.reviews_trained_on(store, model["taxonomy_name"], model["source_run"] or "")  # an older model
 
 
 def _gold(store: Store, pop: Population, which: str) -> dict[str, list[str]]:
@@ -97,6 +114,13 @@ def _gold(store: Store, pop: Population, which: str) -> dict[str, list[str]]:
         raise InputError(
             f"{len(missing)} of {len(gold)} gold users are not in {pop.source}: {shown}; "
             "pick gold users of this run with --gold SQL (a condition on the gold table)"
+        )
+    seen = pop.trained_on & set(gold)
+    if seen:
+        raise InputError(
+            f"{pop.source} was distilled on the review corrections of {len(seen)} of these {len(gold)} gold users, "
+            "so its scores of them are in-sample and PPI would trust it blindly: review a fresh random sample "
+            "of users it did not train on and pick it with --gold \"source = 'review:FILE'\""
         )
     unknown = sorted({s for segs in gold.values() for s in segs} - set(tax.ids))
     if unknown:

@@ -4,6 +4,7 @@ since a baseline run."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from html import escape
@@ -36,6 +37,7 @@ td.l,th.l{text-align:left}.muted{color:#57606a}.note{background:#fff8e5;padding:
 """
 _COLORS = ("#0969da", "#8250df", "#1a7f37", "#bf8700", "#cf222e", "#1b7c83", "#953800", "#57606a")
 _EXEMPLARS = 3
+_RULE = re.compile(r"([^\w\s])\1{3,}")
 _TERM_USERS = 5000  # distinctive terms are counted over at most this many users (the first by id)
 
 
@@ -266,12 +268,16 @@ def _student_features(
     return out
 
 
+def _tidy(text: Any) -> str:
+    """One line, without the rules of repeated punctuation that posts are full of."""
+    return escape(" ".join(_RULE.sub(r"\1\1\1", str(text or "")).split()))
+
+
 def _exemplar(store: Store, lab: dict[str, Any]) -> str:
     evidence = [str(e) for e in (lab.get("evidence") or [])][:3]
     snippets = store.event_snippets(lab["user_id"], evidence, chars=140) if evidence else []
     body = "".join(
-        f"<div class='snip'>“{escape(str(sn.get('item_title') or ''))}” {escape(str(sn.get('text') or ''))}</div>"
-        for sn in snippets
+        f"<div class='snip'>“{_tidy(sn.get('item_title'))}” {_tidy(sn.get('text'))}</div>" for sn in snippets
     )
     why = escape(str(lab.get("rationale") or ""))[:300]
     return (
@@ -304,7 +310,7 @@ def _confidence_section(pop: Population) -> str:
     return (
         "".join(out)
         + f"<p>Users per confidence band: mean confidence {mean:.2f}; {low:,} of {len(conf):,} users below 0.5 "
-        "(the first ones to review).</p>"
+        "(the ones to check first; to size segments, review a random sample instead).</p>"
     )
 
 

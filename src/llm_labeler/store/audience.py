@@ -6,7 +6,7 @@ import json
 
 from . import Store
 
-__all__ = ["GOLD_REVIEWED", "gold_segments", "run_models", "score_segments"]
+__all__ = ["GOLD_REVIEWED", "gold_segments", "reviews_trained_on", "run_models", "score_segments"]
 
 GOLD_REVIEWED = (
     "reviewed"  # `--gold reviewed`: corrections stored by `review import` (source 'review:<file>')
@@ -42,3 +42,14 @@ def run_models(store: Store, run_id: str) -> list[dict[str, str]]:
         [run_id],
     ).fetchall()
     return [{"model_version": r[0], "path": r[1]} for r in rows]
+
+
+def reviews_trained_on(store: Store, taxonomy_name: str, source_run: str) -> set[str]:
+    """Reviewed users of a student's source run: those a student made before it recorded its `reviewed_users`
+    may have trained on (distill replaces the LLM's label with the correction)."""
+    rows = store.con.execute(
+        "SELECT g.user_id FROM gold g JOIN labels l ON l.user_id = g.user_id AND l.run_id = ? "
+        "WHERE g.taxonomy_name = ? AND g.source LIKE 'review:%'",
+        [source_run, taxonomy_name],
+    ).fetchall()
+    return {r[0] for r in rows}
