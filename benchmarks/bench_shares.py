@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_labeler.audience import METHODS, run_population, shares
+from llm_labeler.audience import METHODS, indicators, run_population, shares
 from llm_labeler.datasets import newsgroups
 from llm_labeler.labeling import LabelConfig, label_users
 from llm_labeler.schemas import load_taxonomy
@@ -84,7 +84,7 @@ def simulate(
         gold = {u: segs for u, segs in store.gold(pop.taxonomy.name).items() if u in pop.predicted}
     users = sorted(gold)
     predicted = pop.matrix(users)
-    truth = type(pop)(pop.source, pop.ref, pop.taxonomy, gold).matrix(users)
+    truth = indicators(pop.taxonomy.ids, gold, users)
     true_share = truth.mean(axis=0)
     accuracy = float((predicted.argmax(1) == truth.argmax(1)).mean())
     print(

@@ -293,6 +293,33 @@ def test_shares_of_a_students_scores(store_db: dict[str, Any], tmp_path: Path) -
     assert bad.exit_code == 2 and "no distilled model 'nope'" in bad.stderr
 
 
+def test_a_multi_label_run_gets_one_prevalence_per_segment(tmp_path: Path) -> None:
+    tax = load_taxonomy(bundled_path("taxonomies", "ecommerce.yaml"))
+    assert tax.multi_label
+    a, b, c = tax.ids[:3]
+    labels = {f"m{i:02d}": [a, b] if i % 2 else [b] for i in range(40)}  # a: half the users, b: all of them
+    gold = {f"m{i:02d}": [a, c] if i % 2 else [b] for i in range(0, 40, 3)}  # reviewed: 14 users, 7 odd
+    with Store(tmp_path / "multi.duckdb") as store:
+        store.remember_taxonomy(tax.content_hash(), tax.name, tax.model_dump(mode="json"))
+        run = store.start_run("label", "test", "test-model", tax.name, tax.content_hash(), {}, "run_multi")
+        store.write_labels(
+            [
+                LabelRecord(
+                    run, u, segs[0], segs, {}, 0.9, False, "m", "p", "v1", "h", tax.name, tax.content_hash()
+                )
+                for u, segs in labels.items()
+            ]
+        )
+        store.set_gold(tax.name, gold, "review:multi.csv")
+        result = {s.segment: s for s in estimate_shares(store, run_population(store, run)).segments}
+    assert (
+        result[a].naive.estimate == 0.5 and result[b].naive.estimate == 1.0 and result[c].naive.estimate == 0
+    )
+    assert [result[x].classical.estimate for x in (a, b, c)] == [0.5, 0.5, 0.5]
+    assert all(result[x].n_gold == 14 for x in (a, b, c))
+    assert sum(s.naive.estimate for s in result.values()) == 1.5  # prevalences, not a partition
+
+
 # -- the report ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def report_page(store_db: dict[str, Any]) -> dict[str, Any]:

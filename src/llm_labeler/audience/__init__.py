@@ -9,7 +9,14 @@ report.py      the audience page (self-contained HTML, inline SVG)
 
 from __future__ import annotations
 
-from .population import Population, SharesResult, estimate_shares, run_population, scores_population
+from .population import (
+    Population,
+    SharesResult,
+    estimate_shares,
+    indicators,
+    run_population,
+    scores_population,
+)
 from .report import AudiencePage, render_audience_report
 from .shares import METHODS, Interval, SegmentShare, shares
 
@@ -21,6 +28,7 @@ __all__ = [
     "SegmentShare",
     "SharesResult",
     "estimate_shares",
+    "indicators",
     "render_audience_report",
     "run_population",
     "scores_population",

@@ -14,7 +14,14 @@ from ..store import audience as aq
 from ..store import student as sq
 from .shares import SegmentShare, shares
 
-__all__ = ["Population", "SharesResult", "estimate_shares", "run_population", "scores_population"]
+__all__ = [
+    "Population",
+    "SharesResult",
+    "estimate_shares",
+    "indicators",
+    "run_population",
+    "scores_population",
+]
 
 
 @dataclass
@@ -29,13 +36,18 @@ class Population:
     trained_on: set[str] = field(default_factory=set)  # users whose gold the model learned from (in-sample)
 
     def matrix(self, users: list[str]) -> np.ndarray:
-        """0/1 indicators, one row per user, one column per segment (taxonomy order)."""
-        col = {s: j for j, s in enumerate(self.taxonomy.ids)}
-        out = np.zeros((len(users), len(col)))
-        for i, u in enumerate(users):
-            for s in self.predicted[u]:
-                out[i, col[s]] = 1.0
-        return out
+        """The model's segments of these users as 0/1 indicators (see `indicators`)."""
+        return indicators(self.taxonomy.ids, self.predicted, users)
+
+
+def indicators(segments: list[str], assigned: dict[str, list[str]], users: list[str]) -> np.ndarray:
+    """0/1 indicators, one row per user, one column per segment (in `segments` order)."""
+    col = {s: j for j, s in enumerate(segments)}
+    out = np.zeros((len(users), len(col)))
+    for i, u in enumerate(users):
+        for s in assigned[u]:
+            out[i, col[s]] = 1.0
+    return out
 
 
 @dataclass
@@ -139,12 +151,7 @@ def estimate_shares(
     users = sorted(pop.predicted)
     row = {u: i for i, u in enumerate(users)}
     gold_users = sorted(found)
-    gold_matrix = Population(pop.source, pop.ref, pop.taxonomy, found).matrix(gold_users)
-    result = shares(
-        pop.taxonomy.ids,
-        pop.matrix(users),
-        np.array([row[u] for u in gold_users], int),
-        gold_matrix,
-        level,
-    )
+    rows = np.array([row[u] for u in gold_users], int)
+    gold_matrix = indicators(pop.taxonomy.ids, found, gold_users)
+    result = shares(pop.taxonomy.ids, pop.matrix(users), rows, gold_matrix, level)
     return SharesResult(pop.source, pop.taxonomy, level, gold, len(users), len(gold_users), result)

@@ -11,8 +11,9 @@ finite population's share and the estimator is survey sampling's difference esti
 n users were reviewed (a simple random sample), hence the finite-population factor (1 - n/N). And since a small gold
 sample often holds no labeler error at all for a small segment, the variance of the correction is never taken below
 that of the sample with one pseudo-error each way added (as Agresti and Coull add pseudo-counts to a proportion).
-Without these two, `ppi_py` (the paper authors' package, the same estimator for an infinite population) covered
-0.898 / 0.932 / 0.971 at n = 50 / 100 / 200 in benchmarks/bench_shares.py; the classical interval gets both too.
+`ppi_py` (the paper authors' package: the same estimator for an infinite population, without the floor) is the
+reference in the tests and benchmarks/bench_shares.py (README: its coverage and ours). The classical interval gets
+both corrections too.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .common import DbOpt, JsonOpt, app, errors, esc, open_store, out, plain, print_json, show_table
+from .common import DbOpt, JsonOpt, app, errors, esc, note, open_store, out, plain, print_json, show_table
 
 GoldOpt = Annotated[
     str,
@@ -57,6 +57,7 @@ def shares(
             print_json(seg.as_json(), indent=None)
         return
     _shares_table(result, method)
+    note("the intervals hold when the reviewed users are a random sample (review export --sample random)")
 
 
 def _iv(iv: Any) -> str:
