@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "labeling": 5,
     "student": 5,
     "evals": 5,
+    "audience": 5,
     "cli": 6,
 }
 # Third-party SDK -> the modules (or packages) allowed to import it.

@@ -211,6 +211,8 @@ def _metadata(
         "feature_config": {k: _plain(v) for k, v in est.get_params().items()},
         "distill_config": {k: _plain(v) for k, v in asdict(config).items()},
         "n_train": report.n_train,
+        # Users whose review correction it trained on: their scores are in-sample (audience shares refuses them).
+        "reviewed_users": sorted(set(ts.user_ids) & set(sq.review_gold(store, tax.name))),
         "cv": report.cv,
         "library_versions": library_versions(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
