@@ -82,3 +82,29 @@ def test_the_label_model_ranks_scorers_by_their_measured_accuracy(real: dict[str
 def test_label_model_needs_three_scorers(real: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="at least three scorers"):
         label_model(np.zeros((2, 5), dtype=np.int64), real["k"], ["a", "b"])
+
+
+def test_snorkels_label_model_agrees_on_the_worst_scorer(real: dict[str, Any]) -> None:
+    """The well-kept implementation (snorkel's LabelModel, a dev dependency) as a reference: same data, the
+    same scorer found worst, and our one-coin estimates at least as close to the measured accuracies."""
+    pytest.importorskip("snorkel")
+    import warnings
+
+    from snorkel.labeling.model import LabelModel
+
+    names, z, mask = real["names"], real["z"], real["mask"]
+    votes = np.where(mask, z.argmax(axis=2), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = LabelModel(cardinality=real["k"], verbose=False)
+        reference.fit(votes.T, n_epochs=500, seed=0, progress_bar=False)
+    theirs = dict(zip(names, (float(w) for w in reference.get_weights())))
+    ours = label_model(votes, real["k"], names).accuracy
+    measured = real["accuracy"]
+    assert (
+        min(theirs, key=theirs.__getitem__)
+        == min(ours, key=ours.__getitem__)
+        == min(measured, key=measured.__getitem__)
+    )
+    gap = {n: abs(ours[n] - measured[n]) - abs(theirs[n] - measured[n]) for n in names}
+    assert np.mean(list(gap.values())) < 0.05

@@ -146,6 +146,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("budget_tokens", "LLM_LABELER_BUDGET_TOKENS", int, 400, "history tokens per prompt", 1),
     Setting("threshold", "LLM_LABELER_THRESHOLD", float, 0.0, "abstain below this confidence", 0.0, 1.0),
     Setting("scorers", "LLM_LABELER_SCORERS", str, None, "scorer combination, e.g. llm=0.3,embedding=1"),
+    Setting(
+        "embedding",
+        "LLM_LABELER_EMBEDDING",
+        str,
+        "embedding:default",
+        "embedding model of Latin-script users (--embedding): embedding:default (MiniLM), nomic:default, e5:default",
+    ),
+    Setting(
+        "multilingual",
+        "LLM_LABELER_MULTILINGUAL",
+        str,
+        "e5:default",
+        "embedding model of users of other scripts (--multilingual)",
+    ),
+    Setting(
+        "combination", "LLM_LABELER_COMBINATION", str, None, "a stored combination of label (--combination)"
+    ),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number"}

@@ -201,6 +201,20 @@ def label(
             "embedding/json none)",
         ),
     ] = None,
+    embedding: Annotated[
+        str | None,
+        typer.Option(
+            "--embedding",
+            help="Embedding model of Latin-script users: embedding:default (all-MiniLM-L6-v2, fast), "
+            "nomic:default (nomic-embed-text-v1.5, the [nomic] extra), e5:default.",
+        ),
+    ] = None,
+    multilingual: Annotated[
+        str | None,
+        typer.Option(
+            "--multilingual", help="Embedding model of users of other scripts (default e5:default)."
+        ),
+    ] = None,
     combination: Annotated[
         str | None,
         typer.Option(
@@ -239,14 +253,19 @@ def label(
     with errors():
         tax = load_taxonomy(_taxonomy_arg(taxonomy))
         chosen = setting("backend", backend)
-        if combination and scorers:
-            raise InputError("--combination fixes the scorers: leave out --scorers (or --combination)")
+        combination = setting("combination", combination)
+        if combination and combination != "label-model" and (scorers or embedding or multilingual):
+            raise InputError(
+                f"--combination {combination} fixes the scorers and embedding models: leave out --scorers, "
+                "--embedding and --multilingual (or --combination)"
+            )
         if combination and resolve("backend", backend).source == "default":
             # nobody chose a backend: a stored combination runs on the one it was fitted for
             with open_store(db, read_only=True) as store:
                 chosen = stored_backend(store, combination) or chosen
         config = LabelConfig(
-            backend=chosen, combination=combination, profile=profile, threshold=setting("threshold", threshold),
+            backend=chosen, combination=combination, embedding_backend=setting("embedding", embedding),
+            multilingual_backend=setting("multilingual", multilingual), profile=profile, threshold=setting("threshold", threshold),
             scorers=parse_scorers(setting("scorers", scorers)), budget_tokens=setting("budget_tokens", budget),
             concurrency=setting("concurrency", concurrency), max_cost=max_cost, redact=redact, samples=samples,
             answer_language=answer_language,
