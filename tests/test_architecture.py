@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "student": 5,
     "evals": 5,
     "cli": 6,
+    "documents": 2,
 }
 # Third-party SDK -> the modules (or packages) allowed to import it.
 SDK_HOME: dict[str, tuple[str, ...]] = {
