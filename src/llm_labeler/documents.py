@@ -59,6 +59,15 @@ EVENT_SEPARATOR = " \n "
 META_SEPARATOR = " "
 # The row hash (ingest's duplicate key and the tie-break of the order): md5 over these fields as text, joined by
 # ROW_HASH_SEPARATOR, a missing one spelt ROW_HASH_UNSET.
-EVENT_FIELDS_HASHED = ("user_id", "ts", "event_type", "item_id", "item_title", "item_category", "text", "rating")
+EVENT_FIELDS_HASHED = (
+    "user_id",
+    "ts",
+    "event_type",
+    "item_id",
+    "item_title",
+    "item_category",
+    "text",
+    "rating",
+)
 ROW_HASH_SEPARATOR = "\x1f"
 ROW_HASH_UNSET = "~"

@@ -25,6 +25,7 @@ __all__ = [
     "apply_llm_labels",
     "count_users",
     "dataset_gold",
+    "doc_select",
     "docs_for",
     "docs_reader",
     "export_labels",
@@ -74,21 +75,30 @@ def _cleaned(column: str) -> str:
 
 # Whole history, oldest first; meta carries event types and categories as tokens for the count features.
 _DOC_SQL = f"""
-SELECT e.user_id, any_value(u.history_hash) AS history_hash,
+SELECT e.user_id, {{history_hash}} AS history_hash,
        string_agg(concat_ws(' ', {_cleaned("e.item_title")}, {_cleaned("e.text")}), {_literal(EVENT_SEPARATOR)}
                   ORDER BY e.ts NULLS LAST, e.row_hash) AS doc,
        string_agg(concat_ws(' ', 'type:' || e.event_type, 'cat:' || replace(e.item_category, ' ', '_')),
                   {_literal(META_SEPARATOR)} ORDER BY e.ts NULLS LAST, e.row_hash) AS meta,
        count(*) AS n_events
-FROM events e JOIN users u USING (user_id)
+FROM {{source}} e {{join}}
 WHERE {{where}}
 GROUP BY e.user_id
-"""  # {where}: pasted by _docs_sql (str.format would trip on the regex's {0,200})
+"""  # {source}, {join}, {where}: pasted by doc_select (str.format would trip on the regex's {0,200})
 _STALE_RANGE = "e.user_id >= ? AND e.user_id <= ? AND e.user_id IN (SELECT user_id FROM _stale WHERE k = ?)"
 
 
+def doc_select(source: str, history_hash: str, where: str = "TRUE", join: str = "") -> str:
+    """The per-user document query (documents.py) over any relation with the events table's columns."""
+    parts = {"{source}": source, "{history_hash}": history_hash, "{join}": join, "{where}": where}
+    sql = _DOC_SQL
+    for key, value in parts.items():
+        sql = sql.replace(key, value)
+    return sql
+
+
 def _docs_sql(where: str) -> str:
-    return _DOC_SQL.replace("{where}", where)
+    return doc_select("events", "any_value(u.history_hash)", where, "JOIN users u USING (user_id)")
 
 
 def user_filter(store: Store, sql_filter: str | None) -> str:
