@@ -168,3 +168,13 @@ def test_s3_input_through_pyarrow_against_a_local_s3_server(
         assert pq.read_table(remote.out).equals(pq.read_table(plain.out))
     finally:
         server.stop()
+
+
+def test_documents_built_in_chunks_equal_one_pass(events_path: Path, tmp_path: Path) -> None:
+    from llm_labeler.store.event_files import event_docs, list_event_files
+
+    write_event_files(timed_events(events_path), tmp_path / "events", 3)
+    files = list_event_files(str(tmp_path / "events"))
+    with event_docs(files, 1000) as whole, event_docs(files, 5, chunk_users=7) as chunked:
+        a, b = pa.Table.from_batches(list(whole)), pa.Table.from_batches(list(chunked))
+    assert a.num_rows == 60 and a.equals(b)

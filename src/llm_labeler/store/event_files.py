@@ -14,6 +14,7 @@ import fnmatch
 import glob as globlib
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,22 +81,46 @@ def event_docs(
     batch_size: int,
     user_shard: tuple[int, int] | None = None,
     memory_limit: str = "1GB",
-) -> Iterator[Any]:
-    """An Arrow reader of (user_id, history_hash, doc, meta, n_events) for the users in `files`, by user id.
+    chunk_users: int = 50_000,
+) -> Iterator[Iterator[Any]]:
+    """Arrow batches of (user_id, history_hash, doc, meta, n_events) for the users in `files`, by user id.
 
+    The normalised events are staged once in a temporary table (spilled to disk past `memory_limit`), then the
+    documents are built `chunk_users` users at a time, so memory stays bounded whatever the number of users.
     `user_shard=(i, n)` keeps only the users whose id hashes to shard i of n (every file is read).
     """
-    con = duckdb.connect(config={"memory_limit": memory_limit})
+    with tempfile.TemporaryDirectory(prefix="llm_labeler_files_") as spill:
+        con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill})
+        try:
+            con.execute("SET enable_progress_bar = false")  # DuckDB's own bar would write to stdout (--json)
+            con.execute("SET preserve_insertion_order = false")
+            source = _register_source(con, files)
+            columns = _columns(con, source)
+            con.execute(f"CREATE TEMP TABLE _file_events AS {_normalised(source, columns, user_shard)}")
+            ranges = con.execute(
+                "SELECT min(user_id), max(user_id) FROM (SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1)"
+                " // ? AS k FROM (SELECT DISTINCT user_id FROM _file_events)) GROUP BY k ORDER BY k",
+                [chunk_users],
+            ).fetchall()
+            yield _chunks(con, ranges, batch_size)
+        except duckdb.Error as exc:
+            raise InputError(f"cannot read the event files: {exc}") from exc
+        finally:
+            con.close()
+
+
+def _chunks(con: duckdb.DuckDBPyConnection, ranges: list[Any], batch_size: int) -> Iterator[Any]:
+    sql = doc_select(
+        "_file_events",
+        "md5(string_agg(e.row_hash, ',' ORDER BY e.row_hash))",
+        "e.user_id >= ? AND e.user_id <= ?",
+    )
     try:
-        source = _register_source(con, files)
-        columns = _columns(con, source)
-        con.execute(f"CREATE TEMP VIEW _file_events AS {_normalised(source, columns, user_shard)}")
-        sql = doc_select("_file_events", "md5(string_agg(e.row_hash, ',' ORDER BY e.row_hash))")
-        yield con.sql(f"{sql} ORDER BY user_id").to_arrow_reader(batch_size)
+        for lo, hi in ranges:
+            reader: Any = con.sql(f"{sql} ORDER BY user_id", params=[lo, hi]).to_arrow_reader(batch_size)
+            yield from reader
     except duckdb.Error as exc:
         raise InputError(f"cannot read the event files: {exc}") from exc
-    finally:
-        con.close()
 
 
 def _register_source(con: duckdb.DuckDBPyConnection, files: list[EventFile]) -> str:
@@ -110,9 +135,10 @@ def _register_source(con: duckdb.DuckDBPyConnection, files: list[EventFile]) -> 
     return "_s3_events"
 
 
-def _columns(con: duckdb.DuckDBPyConnection, source: str) -> set[str]:
-    names = {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    if "user_id" not in names or not names & {"item_title", "text"}:
+def _columns(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
+    """Column name -> DuckDB type of the event files."""
+    names = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    if "user_id" not in names or not names.keys() & {"item_title", "text"}:
         raise InputError(
             f"event files need a user_id column and an item_title or text column (the ingest fields "
             f"{', '.join(EVENT_FIELDS)}); these have {sorted(names)}"
@@ -120,21 +146,32 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str) -> set[str]:
     return names
 
 
-def _normalised(source: str, columns: set[str], user_shard: tuple[int, int] | None) -> str:
+def _time(columns: dict[str, str]) -> str:
+    """ingest's time parsing; a column that already holds times skips the text round trip (same values)."""
+    kind = columns.get("ts", "")
+    if kind.startswith("TIMESTAMP WITH TIME ZONE"):
+        return "timezone('UTC', raw_ts)"
+    if kind.startswith("TIMESTAMP"):
+        return "CAST(raw_ts AS TIMESTAMP)"
+    return _TS
+
+
+def _normalised(source: str, columns: dict[str, str], user_shard: tuple[int, int] | None) -> str:
     """ingest's cleaning of one staged file, over `source`: the events table's columns plus row_hash."""
     staged = ", ".join(
         f'CAST("{f}" AS VARCHAR) AS {f}' if f in columns else f"NULL::VARCHAR AS {f}" for f in EVENT_FIELDS
     )
+    raw_ts = '"ts"' if "ts" in columns else "NULL::VARCHAR"
     shard = f"WHERE md5_number(user_id) % {user_shard[1]} = {user_shard[0]}" if user_shard else ""
     return f"""
         SELECT DISTINCT ON (row_hash) * FROM (
         SELECT md5(concat_ws('\x1f', user_id, coalesce(ts::VARCHAR, '~'), coalesce(event_type, '~'),
                    coalesce(item_id, '~'), coalesce(item_title, '~'), coalesce(item_category, '~'),
                    coalesce(text, '~'), coalesce(rating::VARCHAR, '~'))) AS row_hash, *
-        FROM (SELECT trim(user_id) AS user_id, {_TS} AS ts, nullif(trim(lower(event_type)), '') AS event_type,
+        FROM (SELECT trim(user_id) AS user_id, {_time(columns)} AS ts, nullif(trim(lower(event_type)), '') AS event_type,
                      nullif(trim(item_id), '') AS item_id, nullif(item_title, '') AS item_title,
                      nullif(item_category, '') AS item_category, nullif(text, '') AS text,
                      TRY_CAST(rating AS DOUBLE) AS rating
-              FROM (SELECT {staged} FROM {source}) WHERE NOT {_CONTENTLESS} AND nullif(trim(user_id), '') IS NOT NULL)
+              FROM (SELECT {staged}, {raw_ts} AS raw_ts FROM {source}) WHERE NOT {_CONTENTLESS} AND nullif(trim(user_id), '') IS NOT NULL)
         {shard})
     """
