@@ -26,7 +26,7 @@ events in one file), then scored from those files by every engine of `score --in
 fresh processes: in-process (one `score --input` process), shards (--shards processes at once, `--shard I/N`) and
 Spark (`spark-submit --master local[2] .../llm_labeler/__main__.py score --engine spark`). Wall time includes
 process start, model load and, for Spark, the JVM and session start; CPU-seconds are every process of the run
-(getrusage of the waited-for children: Spark's JVM and its Python workers included).
+(getrusage of the waited-for children: Spark's JVM, and its Python workers as far as it reaped them).
 
     .venv/bin/python benchmarks/bench_score.py --engines 1000000 --sizes '' --zh-sizes ''
 """
