@@ -128,6 +128,8 @@ def test_cli_shard(model: tuple[Store, Path], events_path: Path, tmp_path: Path)
     assert pq.read_table(tmp_path / "o" / "part-00000-of-00002.parquet").num_rows == 30
     bad = CliRunner().invoke(app, [*args, "--shard", "5/2"])
     assert bad.exit_code == 2 and "--shard 5/2" in bad.output
+    mixed = CliRunner().invoke(app, [*args, "--llm-fallback", "fake:echo"])
+    assert mixed.exit_code == 2 and "--llm-fallback apply to scoring the store" in mixed.output
 
 
 def test_s3_input_through_pyarrow_against_a_local_s3_server(

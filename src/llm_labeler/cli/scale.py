@@ -23,11 +23,16 @@ def score_input(
     engine: str,
     taxonomy: Path | None,
     as_json: bool,
+    store_options: list[str] | None = None,
 ) -> None:
     """Score the Parquet event files `pattern` into the folder `out_dir` with the chosen engine."""
     from ..student.scoring import taxonomy_arg
 
     with errors():
+        if store_options:
+            raise InputError(
+                f"{', '.join(store_options)} apply to scoring the store; --input scores files and writes every user"
+            )
         if engine not in ENGINES:
             raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         if out_dir is None:

@@ -152,7 +152,9 @@ def score(
     if input_glob is not None:
         from .scale import score_input
 
-        score_input(input_glob, model, out_path, shard, split, engine, taxonomy, as_json)
+        store_only = {"--db": db, "--users": users, "--llm-fallback": llm_fallback, "--full": full}
+        given = [flag for flag, value in store_only.items() if value]
+        score_input(input_glob, model, out_path, shard, split, engine, taxonomy, as_json, given)
         return
     with errors(), open_store(db) as store, progress("scoring", as_json) as update:
         report = score_users(
