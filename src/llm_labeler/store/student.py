@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from ..documents import CLEAN_STEPS, DOC_FORMAT, EVENT_SEPARATOR, META_SEPARATOR
 from ..errors import StoreError
 from . import Store
 
@@ -24,6 +25,7 @@ __all__ = [
     "apply_llm_labels",
     "count_users",
     "dataset_gold",
+    "doc_select",
     "docs_for",
     "docs_reader",
     "export_labels",
@@ -54,49 +56,49 @@ SCORE_COLUMNS = (
     "source",
     "score_run",
 )
-# The labeler's cleaning (history.clean_text) as far as SQL does it cheaply, so that markup never becomes a
-# feature: tags out, the common entities unescaped (&amp; last, as html.unescape reads '&amp;lt;' as '&lt;'),
-# whitespace collapsed. Bump DOC_FORMAT whenever the document changes: docs of another format are rebuilt.
-DOC_FORMAT = 2
-_ENTITIES = (
-    ("&nbsp;", " "),
-    ("&#160;", " "),
-    ("&lt;", "<"),
-    ("&gt;", ">"),
-    ("&quot;", '"'),
-    ("&#39;", "''"),  # a quote, spelt as inside an SQL string
-    ("&#x27;", "''"),
-    ("&apos;", "''"),
-    ("&amp;", "&"),
-)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _cleaned(column: str) -> str:
-    sql = f"regexp_replace({column}, '<[^>]{{0,200}}>', ' ', 'g')"
-    for entity, char in _ENTITIES:
-        sql = f"replace({sql}, '{entity}', '{char}')"
-    # Runs and non-space whitespace only: single spaces, most of them, cost nothing (a third of '\\s+' -> ' ').
-    space = "'[ \\t\\n\\r\\f\\v]{2,}|[\\t\\n\\r\\f\\v]'"
-    return f"nullif(trim(regexp_replace(replace({sql}, chr(160), ' '), {space}, ' ', 'g')), '')"
+    """documents.CLEAN_STEPS as DuckDB SQL (RE2 regexes, every match replaced)."""
+    sql = column
+    for step in CLEAN_STEPS:
+        if step.kind == "regex":
+            sql = f"regexp_replace({sql}, {_literal(step.pattern)}, {_literal(step.repl)}, 'g')"
+        else:
+            sql = f"replace({sql}, {_literal(step.pattern)}, {_literal(step.repl)})"
+    return f"nullif(trim({sql}), '')"
 
 
 # Whole history, oldest first; meta carries event types and categories as tokens for the count features.
 _DOC_SQL = f"""
-SELECT e.user_id, any_value(u.history_hash) AS history_hash,
-       string_agg(concat_ws(' ', {_cleaned("e.item_title")}, {_cleaned("e.text")}), ' \n '
+SELECT e.user_id, {{history_hash}} AS history_hash,
+       string_agg(concat_ws(' ', {_cleaned("e.item_title")}, {_cleaned("e.text")}), {_literal(EVENT_SEPARATOR)}
                   ORDER BY e.ts NULLS LAST, e.row_hash) AS doc,
-       string_agg(concat_ws(' ', 'type:' || e.event_type, 'cat:' || replace(e.item_category, ' ', '_')), ' '
-                  ORDER BY e.ts NULLS LAST, e.row_hash) AS meta,
+       string_agg(concat_ws(' ', 'type:' || e.event_type, 'cat:' || replace(e.item_category, ' ', '_')),
+                  {_literal(META_SEPARATOR)} ORDER BY e.ts NULLS LAST, e.row_hash) AS meta,
        count(*) AS n_events
-FROM events e JOIN users u USING (user_id)
+FROM {{source}} e {{join}}
 WHERE {{where}}
 GROUP BY e.user_id
-"""  # {where}: pasted by _docs_sql (str.format would trip on the regex's {0,200})
+"""  # {source}, {join}, {where}: pasted by doc_select (str.format would trip on the regex's {0,200})
 _STALE_RANGE = "e.user_id >= ? AND e.user_id <= ? AND e.user_id IN (SELECT user_id FROM _stale WHERE k = ?)"
 
 
+def doc_select(source: str, history_hash: str, where: str = "TRUE", join: str = "") -> str:
+    """The per-user document query (documents.py) over any relation with the events table's columns."""
+    parts = {"{source}": source, "{history_hash}": history_hash, "{join}": join, "{where}": where}
+    sql = _DOC_SQL
+    for key, value in parts.items():
+        sql = sql.replace(key, value)
+    return sql
+
+
 def _docs_sql(where: str) -> str:
-    return _DOC_SQL.replace("{where}", where)
+    return doc_select("events", "any_value(u.history_hash)", where, "JOIN users u USING (user_id)")
 
 
 def user_filter(store: Store, sql_filter: str | None) -> str:

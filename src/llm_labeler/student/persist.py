@@ -42,20 +42,20 @@ def save_student(estimator: Any, metadata: dict[str, Any], path: str | Path) -> 
     return model_version(p)
 
 
-def model_version(path: str | Path) -> str:
-    """The sha256 of the model file, first 16 hex digits."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def model_version(path: str | Path | bytes) -> str:
+    """The sha256 of the model file (or of its bytes), first 16 hex digits."""
+    data = path if isinstance(path, bytes) else Path(path).read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
-def load_student(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """(estimator, metadata) from a skops file; refuses files with unexpected types or another format."""
+def load_student(path: str | Path | bytes) -> tuple[Any, dict[str, Any]]:
+    """(estimator, metadata) from a skops file or its bytes; refuses files with unexpected types or another format."""
     import skops.io as sio
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"model file not found: {p}")
+    data = path if isinstance(path, bytes) else _read(Path(path))
+    p = "model bytes" if isinstance(path, bytes) else str(path)
     try:
-        untrusted = sio.get_untrusted_types(file=p)
+        untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises zipfile/JSON errors of several kinds on a foreign file
         raise InputError(f"{p} is not a skops student model: {exc}") from exc
     if any(t.startswith("llm_labeler.mlkit.") for t in untrusted):
@@ -66,9 +66,15 @@ def load_student(path: str | Path) -> tuple[Any, dict[str, Any]]:
     foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
     if foreign:
         raise InputError(f"{p} contains types a student model never has, refusing to load: {foreign}")
-    obj = sio.load(p, trusted=untrusted)
+    obj = sio.loads(data, trusted=untrusted)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise InputError(f"{p} is a skops file but not an llm-labeler student ({FORMAT})")
     meta = dict(obj["metadata"])
-    meta["model_version"] = model_version(p)
+    meta["model_version"] = model_version(data)
     return obj["estimator"], meta
+
+
+def _read(p: Path) -> bytes:
+    if not p.is_file():
+        raise InputError(f"model file not found: {p}")
+    return p.read_bytes()

@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import InputError
 from ..labeling import LabelConfig, LabelProgress, label_users
 from ..metrics import classification_metrics
 from ..schemas import Taxonomy, load_taxonomy
 from ..store import Store
 from ..store import student as sq
-from . import load_student
+from .engine import Scorer, load_model, load_scorer, predict_batch
 
 __all__ = [
     "FallbackReport",
@@ -71,42 +70,21 @@ class ScoreReport:
     agreement: dict[str, Any] = field(default_factory=dict)
 
 
-def load_model(path: str | Path, taxonomy: Taxonomy | None = None) -> tuple[Any, dict[str, Any], Taxonomy]:
-    """(estimator, metadata, taxonomy); refuses a model made for another taxonomy than the one given."""
-    est, meta = load_student(path)
-    own = Taxonomy.model_validate(meta["taxonomy"])
-    if taxonomy is not None and taxonomy.content_hash() != meta["taxonomy_hash"]:
-        raise InputError(
-            f"model {path} was distilled for taxonomy {meta['taxonomy_name']!r} "
-            f"(hash {meta['taxonomy_hash'][:12]}), not {taxonomy.name!r} (hash {taxonomy.content_hash()[:12]}): "
-            "distill a model for this taxonomy, or score with the model's own"
-        )
-    return est, meta, taxonomy or own
-
-
-def predict_batch(est: Any, segments: list[str], batch: Any) -> np.ndarray:
-    """Probabilities (float32, columns in taxonomy order) for an Arrow batch with doc and meta columns."""
-    proba = est.predict_proba(batch)
-    out = np.zeros((proba.shape[0], len(segments)), dtype=np.float32)
-    index = {s: i for i, s in enumerate(segments)}
-    for j, cls in enumerate(est.classes_):
-        out[:, index[str(cls)]] = proba[:, j]
-    return out
-
-
-def _score_table(batch: Any, probs: np.ndarray, segments: list[str], version: str, run_id: str) -> pa.Table:
+def _score_table(scorer: Scorer, batch: Any, probs: np.ndarray, run_id: str) -> pa.Table:
+    """The engine's scores plus what the store keeps beside them (history hash, probabilities list, source)."""
+    scores = scorer.scores(batch.column("user_id"), probs)
     n = probs.shape[0]
-    top2 = -np.partition(-probs, 1, axis=1)[:, :2] if probs.shape[1] > 1 else np.c_[probs, np.zeros(n)]
-    flat = pa.array(probs.ravel(), pa.float32())
     return pa.table(
         {
-            "user_id": batch.column("user_id"),
-            "model_version": pa.array([version] * n, pa.string()),
+            "user_id": scores.column("user_id"),
+            "model_version": scores.column("model_version"),
             "history_hash": batch.column("history_hash"),
-            "segment": pa.array(segments, pa.string()).take(pa.array(np.argmax(probs, axis=1))),
-            "confidence": pa.array(top2[:, 0], pa.float32()),
-            "margin": pa.array(top2[:, 0] - top2[:, 1], pa.float32()),
-            "probabilities": pa.FixedSizeListArray.from_arrays(flat, len(segments)),
+            "segment": scores.column("segment"),
+            "confidence": scores.column("confidence"),
+            "margin": scores.column("margin"),
+            "probabilities": pa.FixedSizeListArray.from_arrays(
+                pa.array(probs.ravel(), pa.float32()), len(scorer.segments)
+            ),
             "source": pa.array(["student"] * n, pa.string()),
             "score_run": pa.array([run_id] * n, pa.string()),
         }
@@ -175,8 +153,9 @@ def score_users(
     `memory_limit` caps DuckDB's buffer pool for the run: pages of user_docs read once would otherwise stay
     cached up to the connection's limit, so resident memory would grow with the number of users scored.
     """
-    est, meta, tax = load_model(model_path, taxonomy)
-    segments, version = list(meta["segments"]), meta["model_version"]
+    scorer = load_scorer(model_path, taxonomy)
+    meta, tax = scorer.meta, taxonomy or scorer.taxonomy
+    segments, version = scorer.segments, scorer.version
     where = sq.user_filter(store, sql_filter)
     started = time.perf_counter()
     run_id = store.start_run(
@@ -191,9 +170,7 @@ def score_users(
         rebuilt = sq.refresh_docs(store)
         in_filter = sq.count_users(store, where)
         todo = sq.prepare_scores(store, version, where, full)
-        counts = _run_scoring(
-            store, est, segments, version, run_id, where, todo, batch_size, workers, progress, processes
-        )
+        counts = _run_scoring(store, scorer, run_id, where, todo, batch_size, workers, progress, processes)
     wall = time.perf_counter() - started
     report = ScoreReport(
         run_id,
@@ -224,9 +201,7 @@ def score_users(
 
 def _run_scoring(
     store: Store,
-    est: Any,
-    segments: list[str],
-    version: str,
+    scorer: Scorer,
     run_id: str,
     where: str,
     todo: int,
@@ -236,7 +211,8 @@ def _run_scoring(
     processes: bool = False,
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
-    cur, reader = sq.docs_reader(store, version, where, batch_size)
+    segments = scorer.segments
+    cur, reader = sq.docs_reader(store, scorer.version, where, batch_size)
     writer = sq.write_cursor(store)  # the reader's cursor stays busy streaming; writes go through their own
     done = 0
     # Writes run on their own thread (DuckDB releases the GIL) so that featurizing the next batches overlaps
@@ -244,8 +220,8 @@ def _run_scoring(
     with ThreadPoolExecutor(1) as write_pool:
         written: Future[None] | None = None
         try:
-            for batch, probs in _pipeline(est, segments, reader, workers, processes):
-                table = _score_table(batch, probs, segments, version, run_id)
+            for batch, probs in _pipeline(scorer.est, segments, reader, workers, processes):
+                table = _score_table(scorer, batch, probs, run_id)
                 if written is not None:
                     written.result()
                 written = write_pool.submit(sq.write_scores, writer, table)
