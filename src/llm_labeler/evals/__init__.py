@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from .compare import Comparison, compare_runs
 from .gate import GateResult, check_gate, parse_fail_under
+from .matrix import Cell, plan
 from .metrics import HEADLINE, run_metrics, score_labels
 from .report import render_report
-from .runner import Cell, EvalResult, flat_metrics, plan, run_suite
+from .runner import EvalResult, flat_metrics, run_suite
 from .suite import BASELINE_NAME, Combination, DatasetSpec, Suite, load_suite
 
 __all__ = [

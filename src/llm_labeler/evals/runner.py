@@ -6,29 +6,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..labeling import LabelConfig, LabelProgress, label_users, stored_backend
-from ..prompts import load_prompt
+from ..labeling import LabelProgress, label_users, stored_backend
 from ..schemas import Taxonomy, load_taxonomy
 from ..store import Store, new_id
 from ..store import evals as sql
 from .data import prepare
 from .gate import GateResult, check_gate
+from .matrix import Cell, plan
 from .metrics import HEADLINE, run_metrics, score_labels
-from .suite import Combination, Suite
+from .suite import Suite
+from .tune import ensure_fitted
 
-__all__ = ["Cell", "EvalResult", "flat_metrics", "plan", "run_suite"]
-
-
-@dataclass
-class Cell:
-    """One cell of the matrix: a scorer combination with a prompt and a backend."""
-
-    name: str
-    combination: Combination
-    prompt: str  # prompt ref shown in the matrix ('-' when the combination uses no LLM)
-    backend: str
-    config: LabelConfig
-    is_primary: bool = False
+__all__ = ["EvalResult", "flat_metrics", "run_suite"]
 
 
 @dataclass
@@ -54,52 +43,6 @@ class EvalResult:
     def baseline(self) -> dict[str, Any] | None:
         """The embedding-only baseline cell."""
         return next((c for c in self.cells if c["is_baseline"]), None)
-
-
-def _prompt_kwargs(ref: str) -> tuple[dict[str, str], str]:
-    prompt = load_prompt(ref)
-    key = "prompt_json" if prompt.name.startswith("segment_json") else "prompt_segment"
-    return {key: ref}, prompt.ref
-
-
-def plan(suite: Suite, backends: Sequence[str] | None = None) -> list[Cell]:
-    """The matrix: LLM combinations vary over prompts x backends; LLM-free ones (the baseline) appear once."""
-    cells: list[Cell] = []
-    primary = suite.primary_combination
-    for combo in suite.combinations:
-        pairs = [
-            (p, b)
-            for p in ([combo.prompt] if combo.prompt else suite.prompts)
-            for b in ([combo.backend] if combo.backend else (backends or suite.backends))
-        ]
-        for prompt_ref, backend in pairs if combo.uses_llm else pairs[:1]:
-            kwargs, shown = _prompt_kwargs(prompt_ref) if combo.uses_llm else ({}, "-")
-            config = LabelConfig(backend=backend, scorers=combo.scorer_specs(), **kwargs)  # type: ignore[arg-type]
-            if combo.temperature is not None:
-                config.temperature = combo.temperature
-            if combo.threshold is not None:
-                config.threshold = combo.threshold
-            if combo.budget_tokens is not None:
-                config.budget_tokens = combo.budget_tokens
-            if combo.embedding is not None:
-                config.embedding_backend = combo.embedding
-            if combo.multilingual is not None:
-                config.multilingual_backend = combo.multilingual
-            if combo.fitted is not None:
-                config.combination = combo.fitted
-            shown_backend = (
-                backend
-                if combo.uses_llm
-                else f"fitted:{combo.fitted}"
-                if combo.fitted
-                else config.embedding_backend
-            )
-            name = f"{combo.name}|{shown}|{shown_backend}" if combo.uses_llm else combo.name
-            cells.append(Cell(name, combo, shown, shown_backend, config, combo.name == primary))
-    first = next(c for c in cells if c.is_primary)
-    for c in cells:  # only one primary cell: the first prompt x backend of the primary combination
-        c.is_primary = c is first
-    return cells
 
 
 def run_suite(
@@ -132,7 +75,7 @@ def run_suite(
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     try:
-        rows, notes = _run_cells(store, eval_id, taxonomy, data.gold, cells, progress)
+        rows, notes = _run_cells(store, suite, eval_id, taxonomy, data.gold, cells, progress)
         gate = _gate(store, suite, taxonomy, rows, data.gold, fail_under or {}, baseline)
         status = "done"
     except KeyboardInterrupt:
@@ -156,6 +99,7 @@ def run_suite(
 
 def _run_cells(
     store: Store,
+    suite: Suite,
     eval_id: str,
     taxonomy: Taxonomy,
     gold: Mapping[str, Sequence[str]],
@@ -174,6 +118,8 @@ def _run_cells(
                 progress(LabelProgress(name, offset + p.done, total, base_hits + p.cache_hits))
 
         config = cell.config
+        if cell.combination.fitted and cell.combination.tune:
+            ensure_fitted(store, suite, cell.combination)
         fitted = stored_backend(store, config.combination) if config.combination else None
         if fitted is not None:  # a stored combination runs on the backend it was fitted for
             config = replace(config, backend=fitted)

@@ -115,6 +115,14 @@ class Combination(BaseModel):
         default=None,
         description="a combination stored by `eval tune` (or 'label-model'): its specs, models and backend",
     )
+    tune: str | None = Field(
+        default=None,
+        description="with fitted: the tune-split suite that fits it (by `eval tune`) when the store lacks it",
+    )
+    tune_from: str | None = Field(
+        default=None, description="the tune suite's combination to fit (default: primary)"
+    )
+    tune_method: Literal["logloss", "label-model"] = "logloss"
     baseline: bool = False
 
     @property

@@ -27,12 +27,12 @@ from ..schemas import Taxonomy, load_taxonomy
 from ..segments import ScoreResult, ScorerSpec, combine
 from ..segments.fit import fit_weights, stack_scores
 from ..store import Store
-from ..store.combinations import save_combination
+from ..store.combinations import get_combination, save_combination
 from .data import prepare
-from .runner import plan
-from .suite import Suite
+from .matrix import plan
+from .suite import Combination, Suite, load_suite
 
-__all__ = ["METHODS", "TuneResult", "tune_suite"]
+__all__ = ["METHODS", "TuneResult", "ensure_fitted", "tune_suite"]
 
 METHODS = ("logloss", "label-model")
 
@@ -188,3 +188,12 @@ def _compare(
         m = classification_metrics(truth, pred, taxonomy.ids)
         out[label] = {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4)}
     return out
+
+
+def ensure_fitted(store: Store, suite: Suite, combo: Combination) -> TuneResult | None:
+    """Fit a suite cell's `fitted:` combination on its `tune:` suite when the store does not hold it yet
+    (a stored one is reused as it is: refitting is `eval tune`'s job)."""
+    if combo.fitted is None or combo.tune is None or get_combination(store, combo.fitted) is not None:
+        return None
+    tune = load_suite(suite.resolve(combo.tune))
+    return tune_suite(store, tune, combo.fitted, combo.tune_method, combo.tune_from)

@@ -7,7 +7,7 @@ same (redacted) requests, the same cache keys.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..backends import Backend, get_embedder, get_llm
@@ -113,7 +113,7 @@ def prepare(config: LabelConfig, taxonomy: Taxonomy) -> RunSetup:
     """Resolve a config once: the backend is built here and nowhere else in a run."""
     backend = get_llm(config.backend)
     concurrency = max(1, min(config.concurrency, backend.capabilities.concurrency))
-    scorers, specs, notes = _build_scorers(config, taxonomy, backend)
+    config, scorers, specs, notes = _build_scorers(config, taxonomy, backend)
     local = backend.capabilities.local
     on = config.redact if config.redact is not None else not local
     redactor = Redactor({**load_patterns(), **config.redact_patterns}) if on else None
@@ -159,8 +159,9 @@ def default_specs(backend: Backend, embeddings: bool, multilingual: bool = False
 
 def _build_scorers(
     config: LabelConfig, taxonomy: Taxonomy, backend: Backend
-) -> tuple[dict[str, Scorer], list[ScorerSpec], list[str]]:
-    """Instantiate the scorers a config asks for, degrading explicitly where something is missing."""
+) -> tuple[LabelConfig, dict[str, Scorer], list[ScorerSpec], list[str]]:
+    """Instantiate the scorers a config asks for, degrading explicitly where something is missing (and the
+    config as it runs: with the label-model combination where no weights were fitted for the backend)."""
     from ..backends.e5 import e5_available
     from ..backends.embedding import embeddings_available
 
@@ -170,6 +171,19 @@ def _build_scorers(
     has_emb = embeddings_available() if config.embedding_backend == "embedding:default" else True
     has_ml = e5_available() if config.multilingual_backend == "e5:default" else True
     specs = config.scorers or default_specs(backend, has_emb, has_ml)
+    if (
+        config.scorers is None
+        and config.combination is None
+        and not getattr(backend, "fitted_default", False)
+        and len(specs) >= 3
+    ):
+        # No weights were fitted for this model: a weak embedder must not out-weigh a strong LLM, nor a weak LLM
+        # a strong embedder; the scorers' agreement on this run's users decides (benchmarks/quality_combination.py).
+        config = replace(config, combination=LABEL_MODEL)
+        notes.append(
+            f"no combination was fitted for {backend.backend_id}: its scorers are weighed by how they agree on "
+            f"this run's users (label-model); fit one on gold with `llm-labeler eval tune SUITE --name NAME`"
+        )
     if config.scorers is None and config.combination == LABEL_MODEL:
         # every scorer on every user, each weighed by how often it agrees with the others on this run's users
         specs = [ScorerSpec(s.name, 1.0, s.calibration) for s in specs]
@@ -188,11 +202,11 @@ def _build_scorers(
         )
     scorers: dict[str, Scorer] = {}
     routed = {"embedding", "multilingual"} <= {s.name for s in specs} and config.route_by_script
-    if config.combination == LABEL_MODEL:
-        routed = False
     for spec in specs:
-        scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb, routed)
-    return scorers, specs, notes
+        # label-model: the multilingual model scores everyone, a third voter beside the LLM and the English model
+        route = routed and not (spec.name == "multilingual" and config.combination == LABEL_MODEL)
+        scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb, route)
+    return config, scorers, specs, notes
 
 
 def _scorer(
