@@ -68,14 +68,13 @@ def _snippet(store: Store, taxonomy: Taxonomy, backend: str, uid: str) -> str:
 def test_openai_compatible_labels_real_users_and_reruns_for_free(
     server: LlamaServer, loaded_store: Store, coarse_taxonomy: Taxonomy
 ) -> None:
-    # the default for a hosted backend: json + embeddings (MiniLM for Latin script, e5 for the rest)
+    # the default for a backend nobody fitted: the label-model combination of json + MiniLM (Latin script) + e5
+    # (everyone), weighed by their agreement (3 users: too few, so equal weights)
     config = _config(server.backend_id(), scorers=None)
     first = label_users(loaded_store, coarse_taxonomy, config, limit=3)
-    assert [s["name"] for s in loaded_store.get_run(first.run_id)["config"]["scorers"]] == [
-        "json",
-        "embedding",
-        "multilingual",
-    ]
+    run_config = loaded_store.get_run(first.run_id)["config"]
+    assert [s["name"] for s in run_config["scorers"]] == ["json", "embedding", "multilingual"]
+    assert run_config["combination"] == "label-model" and "label-model" in " ".join(first.warnings)
     assert len(first.labels) == 3 and all(lab.primary_segment in coarse_taxonomy.ids for lab in first.labels)
     assert first.stats["failed_calls"] == 0 and first.stats["redaction"] is True
     assert first.stats["redactions"].get("email", 0) >= 1  # 20 Newsgroups quotes real 1993 addresses
@@ -87,7 +86,7 @@ def test_openai_compatible_labels_real_users_and_reruns_for_free(
     )
     assert not any(EMAIL.search(str(c["request"])) for c in calls)  # nothing identifying left the machine
     again = label_users(loaded_store, coarse_taxonomy, config, limit=3)
-    assert again.stats["calls"] == 0 and again.stats["cache_hits"] == 6  # json + embedding, all stored
+    assert again.stats["calls"] == 0 and again.stats["cache_hits"] == 9  # json + MiniLM + e5, all stored
     assert [lab.primary_segment for lab in again.labels] == [lab.primary_segment for lab in first.labels]
 
     planned = plan_run(loaded_store, coarse_taxonomy, config, limit=4)
@@ -100,7 +99,7 @@ def test_openai_compatible_labels_real_users_and_reruns_for_free(
     logs = runner.invoke(app, ["logs", "--db", loaded_store.path, "--run", first.run_id, "--json"])
     assert logs.exit_code == 0, logs.output
     rows = json.loads(logs.output)
-    assert {r["stage"] for r in rows} == {"segment_json", "embed"} and len(rows) == 6
+    assert {r["stage"] for r in rows} == {"segment_json", "embed"} and len(rows) == 9  # json, MiniLM, e5
 
 
 def test_openai_scheme_via_base_url_degrades_schema_and_reads_logprobs(
