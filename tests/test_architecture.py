@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "labeling": 5,
     "student": 5,
     "evals": 5,
+    "discovery": 5,
     "cli": 6,
 }
 # Third-party SDK -> the modules (or packages) allowed to import it.
@@ -47,7 +48,7 @@ SDK_HOME: dict[str, tuple[str, ...]] = {
     "langchain": ("backends.langchain_backend",),
     "langchain_core": ("backends.langchain_backend",),
     "langchain_openai": ("backends.langchain_backend",),
-    "sklearn": ("student", "metrics"),
+    "sklearn": ("student", "metrics", "discovery"),
     "skops": ("student.persist",),
     "sentence_transformers": ("backends.embedding",),
     "torch": ("backends.embedding",),

@@ -6,6 +6,7 @@ label.py    ingest, label (--dry-run) / plan, demo
 student.py  distill, score, export, review, explain
 evals.py    eval run / compare / report
 records.py  show, runs, logs (read the store); config (each setting's value and source)
+discover.py discover (propose a taxonomy from the users; --from refines one)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from . import evals, label, records, student  # noqa: F401  (each registers its commands on `app`)
+from . import discover, evals, label, records, student  # noqa: F401  (each registers its commands on `app`)
 from .common import INTERRUPTED, app, console
 
 __all__ = ["app", "main"]

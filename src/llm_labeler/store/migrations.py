@@ -188,6 +188,16 @@ _V6_LANGUAGE = """
 ALTER TABLE users ADD COLUMN language VARCHAR;  -- dominant script's language (languages.py): zh, ja, latin, und ...
 """
 
+# discover: each user's mean event embedding, per embedding model and text parameters; recomputed when the
+# user's history_hash changes (store.discovery).
+_V7_USER_VECTORS = """
+CREATE TABLE user_vectors (
+    user_id VARCHAR, model_id VARCHAR, params VARCHAR, history_hash VARCHAR, n_texts INTEGER, vector FLOAT[],
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (user_id, model_id, params)
+);
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (v, sql)
     for v, sql in [
@@ -197,6 +207,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         (4, _V4_STUDENT),
         (5, _V5_DOC_FORMAT),
         (6, _V6_LANGUAGE),
+        (7, _V7_USER_VECTORS),
     ]
     if sql.strip()
 ]

@@ -1,0 +1,77 @@
+"""A proposed partition against gold segments: NMI, ARI and purity, and, after the best one-to-one mapping of
+proposed to gold segments (Hungarian, scipy), accuracy and macro-F1.
+
+Users without a proposed segment (left out, or abstained by `label`) count as misses in every figure: they are a
+cluster of their own for NMI / ARI / purity, and map to no gold segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import (
+    accuracy_score,
+    adjusted_rand_score,
+    f1_score,
+    normalized_mutual_info_score,
+)
+from sklearn.metrics.cluster import contingency_matrix
+
+__all__ = ["LEFT_OUT", "cluster_scores", "hungarian_mapping", "mapped_scores"]
+
+LEFT_OUT = "(none)"
+
+
+def _pairs(pred: Mapping[str, str | None], gold: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    users = sorted(u for u in gold if u in pred)
+    return [pred[u] or LEFT_OUT for u in users], [gold[u] for u in users]
+
+
+def cluster_scores(pred: Mapping[str, str | None], gold: Mapping[str, str]) -> dict[str, Any]:
+    """NMI, ARI and purity of the proposed segments on the users that have gold."""
+    p, g = _pairs(pred, gold)
+    if not p:
+        return {"n": 0, "nmi": None, "ari": None, "purity": None}
+    table = contingency_matrix(g, p)
+    return {
+        "n": len(p),
+        "nmi": float(normalized_mutual_info_score(g, p)),
+        "ari": float(adjusted_rand_score(g, p)),
+        "purity": float(table.max(axis=0).sum() / table.sum()),
+        "clusters": len(set(p) - {LEFT_OUT}),
+        "gold_segments": len(set(g)),
+    }
+
+
+def hungarian_mapping(pred: Mapping[str, str | None], gold: Mapping[str, str]) -> dict[str, str]:
+    """Proposed segment -> gold segment, one to one, maximising the users they share."""
+    p, g = _pairs(pred, gold)
+    ps = sorted(set(p) - {LEFT_OUT})
+    gs = sorted(set(g))
+    if not ps or not gs:
+        return {}
+    overlap = np.zeros((len(ps), len(gs)))
+    pi, gi = {s: i for i, s in enumerate(ps)}, {s: i for i, s in enumerate(gs)}
+    for a, b in zip(p, g):
+        if a in pi:
+            overlap[pi[a], gi[b]] += 1
+    rows, cols = linear_sum_assignment(-overlap)
+    return {ps[r]: gs[c] for r, c in zip(rows, cols)}
+
+
+def mapped_scores(pred: Mapping[str, str | None], gold: Mapping[str, str]) -> dict[str, Any]:
+    """Accuracy and macro-F1 (over the gold segments) once proposed segments are mapped one to one onto gold."""
+    mapping = hungarian_mapping(pred, gold)
+    p, g = _pairs(pred, gold)
+    if not p:
+        return {"n": 0, "accuracy": None, "macro_f1": None, "mapping": {}}
+    mapped = [mapping.get(x, LEFT_OUT) for x in p]
+    return {
+        "n": len(p),
+        "accuracy": float(accuracy_score(g, mapped)),
+        "macro_f1": float(f1_score(g, mapped, labels=sorted(set(g)), average="macro", zero_division=0)),
+        "mapping": mapping,
+    }
