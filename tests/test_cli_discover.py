@@ -25,12 +25,14 @@ def db(tmp_path_factory: pytest.TempPathFactory, events_path: Path) -> str:
 
 
 @needs_model
-def test_discover_writes_a_taxonomy_label_accepts(db: str, tmp_path: Path) -> None:
+def test_discover_writes_a_taxonomy_label_accepts(db: str, tmp_path: Path, events_path: Path) -> None:
     out = tmp_path / "proposed.yaml"
     args = ["discover", "--db", db, "--limit", "24", "--k", "3", "--naming", "terms", "--out", str(out)]
-    first = runner.invoke(app, [*args, "--json"])
+    gold = f"{events_path.parent / 'gold.csv'}#gold_coarse"
+    first = runner.invoke(app, [*args, "--json", "--gold", gold])
     assert first.exit_code == 0, first.output
     data = json.loads(first.stdout)
+    assert data["gold"]["n"] == 24 and 0 < data["gold"]["nmi"] <= 1 and len(data["gold"]["mapping"]) == 3
     assert len(data["segments"]) == 3 and sum(s["size"] for s in data["segments"]) == 24
     assert data["stats"]["embedding_model"].startswith("sentence-transformers/all-MiniLM-L6-v2")
     tax = load_taxonomy(out)
@@ -76,3 +78,11 @@ def test_an_existing_out_file_is_kept(db: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["discover", "--db", db, "--naming", "terms", "--out", str(out)])
     assert result.exit_code == 2 and "pass --force" in result.output
     assert out.read_text(encoding="utf-8") == "my edits\n"
+
+
+def test_gold_file_errors_come_before_any_work(db: str, tmp_path: Path) -> None:
+    bad = tmp_path / "gold.csv"
+    bad.write_text("user,seg\nu1,a\n", encoding="utf-8")
+    out = tmp_path / "t.yaml"
+    result = runner.invoke(app, ["discover", "--db", db, "--out", str(out), "--gold", f"{bad}#seg"])
+    assert result.exit_code == 2 and "needs columns user_id and 'seg'" in result.output and not out.exists()

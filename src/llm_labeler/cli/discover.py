@@ -70,14 +70,25 @@ def discover(
     ] = "auto",
     from_path: Annotated[
         Path | None,
-        typer.Option("--from", help="A taxonomy to keep: new segments only from users that fit none of its."),
+        typer.Option(
+            "--from", help="A taxonomy to keep: new segments only from users that fit none of its segments."
+        ),
+    ] = None,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option(
+            "--min-similarity",
+            help="--from: a user fits a kept segment from this cosine (default: median - 1 sd).",
+        ),
     ] = None,
     name: Annotated[str, typer.Option("--name", help="Name of the proposed taxonomy.")] = "discovered",
     seed: Annotated[int, typer.Option("--seed", help="Clustering seed.")] = 0,
     gold: Annotated[
         str | None,
         typer.Option(
-            "--gold", help="Score the proposal against the store's gold of this taxonomy name (NMI, ARI...)."
+            "--gold",
+            help="Score the proposal (NMI, ARI, purity, mapped accuracy / macro-F1) against FILE.csv[#COLUMN] "
+            "(user_id and a segment column, default `segment`) or the store's gold of this taxonomy name.",
         ),
     ] = None,
     retry_failed: Annotated[
@@ -87,22 +98,26 @@ def discover(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose segments from the users' histories: embed, cluster, describe by distinctive terms, name by LLM."""
-    from ..discovery import DiscoverConfig, cluster_scores, discover_segments, mapped_scores
+    from ..discovery import DiscoverConfig, cluster_scores, discover_segments, mapped_scores, read_gold_csv
     from ..schemas import load_taxonomy
 
     with errors():
         config = DiscoverConfig(
             backend=setting("backend", backend), embedder=embedder, k=_k(k), method=method,
             min_size=min_size, name=name, seed=seed, retry_failed=retry_failed, naming=naming,
+            min_similarity=min_similarity,
         )  # fmt: skip
         if out_path.exists() and not force and out_path != from_path:
             raise InputError(f"{out_path} exists: pass --force to overwrite it, or another --out")
         kept = load_taxonomy(from_path) if from_path else None
-        with open_store(db) as store, progress("discovering", as_json) as update:
-            result = discover_segments(store, config, users, limit, kept, progress=update)
-            gold_map = {u: s[0] for u, s in store.gold(gold).items() if s} if gold else {}
-        if gold and not gold_map:
-            raise InputError(f"the store has no gold labels for taxonomy {gold!r}")
+        with open_store(db) as store:
+            gold_map = _gold(store, gold, read_gold_csv) if gold else {}
+            if gold and not gold_map:
+                raise InputError(
+                    f"no gold labels in {gold!r} (a CSV file, or a taxonomy name the store has gold of)"
+                )
+            with progress("discovering", as_json) as update:
+                result = discover_segments(store, config, users, limit, kept, progress=update)
         out_path.write_text(result.yaml_text, encoding="utf-8")
     scores = (
         {**cluster_scores(result.assignments, gold_map), **mapped_scores(result.assignments, gold_map)}
@@ -117,6 +132,13 @@ def discover(
     _table(result, out_path)
     if scores:
         _scores_line(gold or "", scores)
+
+
+def _gold(store: Any, spec: str, read_csv: Any) -> dict[str, str]:
+    if spec.partition("#")[0].lower().endswith(".csv"):
+        found: dict[str, str] = read_csv(spec)
+        return found
+    return {u: s[0] for u, s in store.gold(spec).items() if s}
 
 
 def _json(result: Any, out_path: Path, scores: dict[str, Any] | None) -> dict[str, Any]:

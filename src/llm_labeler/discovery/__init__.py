@@ -13,7 +13,7 @@ evaluate.py  against gold: NMI, ARI, purity; Hungarian-mapped accuracy and macro
 from __future__ import annotations
 
 from .config import DiscoverConfig, DiscoverProgress, DiscoveryResult, ProposedSegment
-from .evaluate import cluster_scores, hungarian_mapping, mapped_scores
+from .evaluate import cluster_scores, hungarian_mapping, mapped_scores, read_gold_csv
 from .run import discover_segments
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "discover_segments",
     "hungarian_mapping",
     "mapped_scores",
+    "read_gold_csv",
 ]

@@ -1,6 +1,6 @@
 """Users' vectors into clusters: k-means with k chosen by silhouette, or density-based (HDBSCAN) with outliers out.
 
-Both live in scikit-learn. The automatic k is the one with the highest silhouette (cosine on unit vectors) over
+Both live in scikit-learn, on the centred vectors (see `center`). The automatic k is the one with the highest silhouette (cosine on unit vectors) over
 K_MIN .. min(auto_k_max, n / min_size): the standard internal criterion, it needs no labels, and it says how
 separated the proposal is (reported with the run). Clusters smaller than min_size are dissolved into the nearest
 remaining centroid (k-means) or left out (density); centroids closer than merge_similarity are merged.
@@ -17,7 +17,7 @@ from sklearn.metrics import silhouette_score
 from ..errors import InputError
 from .config import K_MIN, DiscoverConfig
 
-__all__ = ["Clustering", "central_members", "cluster_users", "merge_close"]
+__all__ = ["Clustering", "center", "central_members", "cluster_users", "merge_close"]
 
 OUTLIER = -1
 _SILHOUETTE_SAMPLE = 3000  # users the silhouette is computed on (it is quadratic in users)
@@ -31,6 +31,16 @@ class Clustering:
     k: int
     how: str  # "given", "auto (silhouette ...)", "density"
     silhouettes: dict[int, float] = field(default_factory=dict)
+
+
+def center(matrix: np.ndarray) -> np.ndarray:
+    """Unit vectors less their mean, renormalised. Sentence embeddings share a common direction (all of e5's
+    cosines sit above 0.7): removed, cosines and the merge threshold mean the same for every model."""
+    if matrix.shape[0] == 0:
+        return matrix
+    centred = matrix - matrix.mean(axis=0, keepdims=True)
+    out: np.ndarray = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def cluster_users(matrix: np.ndarray, config: DiscoverConfig) -> Clustering:

@@ -7,7 +7,9 @@ cluster of their own for NMI / ARI / purity, and map to no gold segment.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,9 @@ from sklearn.metrics import (
 )
 from sklearn.metrics.cluster import contingency_matrix
 
-__all__ = ["LEFT_OUT", "cluster_scores", "hungarian_mapping", "mapped_scores"]
+from ..errors import InputError
+
+__all__ = ["LEFT_OUT", "cluster_scores", "hungarian_mapping", "mapped_scores", "read_gold_csv"]
 
 LEFT_OUT = "(none)"
 
@@ -75,3 +79,17 @@ def mapped_scores(pred: Mapping[str, str | None], gold: Mapping[str, str]) -> di
         "macro_f1": float(f1_score(g, mapped, labels=sorted(set(g)), average="macro", zero_division=0)),
         "mapping": mapping,
     }
+
+
+def read_gold_csv(spec: str) -> dict[str, str]:
+    """Gold from `FILE.csv` or `FILE.csv#COLUMN`: user_id and a segment column (default `segment`)."""
+    path, _, column = spec.partition("#")
+    column = column or "segment"
+    try:
+        with Path(path).open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "user_id" not in reader.fieldnames or column not in reader.fieldnames:
+                raise InputError(f"{path}: needs columns user_id and {column!r}; has {reader.fieldnames}")
+            return {r["user_id"]: r[column] for r in reader if r[column].strip()}
+    except FileNotFoundError as exc:
+        raise InputError(f"gold file not found: {path}") from exc

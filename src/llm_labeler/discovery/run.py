@@ -18,7 +18,7 @@ from ..prompts import load_prompt
 from ..schemas import Event, Taxonomy
 from ..store import Store
 from ..store.discovery import select_users, set_run_taxonomy
-from .cluster import OUTLIER, Clustering, central_members, cluster_users, merge_close
+from .cluster import OUTLIER, Clustering, center, central_members, cluster_users, merge_close
 from .config import DiscoverConfig, DiscoverProgress, DiscoveryResult, ProposedSegment
 from .naming import NameAnswer, Naming, NoLLM
 from .output import taxonomy_body, taxonomy_yaml, unique_ids
@@ -104,8 +104,9 @@ def _execute(parts: _Parts, run_id: str, progress: Callable[[DiscoverProgress], 
     if vecs.matrix.shape[0] == 0:
         raise InputError(f"none of the {len(parts.users)} selected users has any text in their history")
     t0 = time.perf_counter()
-    labels, n_kept, clustering, threshold = _labels(parts, vecs)
-    labels, merges = merge_close(vecs.matrix, labels, cfg.merge_similarity, first=n_kept)
+    centred = center(vecs.matrix)
+    labels, n_kept, clustering, threshold = _labels(parts, vecs, centred)
+    labels, merges = merge_close(centred, labels, cfg.merge_similarity, first=n_kept)
     docs = [user_document(parts.events[u], cfg.max_events, cfg.max_chars_per_event) for u in vecs.user_ids]
     terms = class_tfidf(docs, labels, cfg.n_terms)
     timings["cluster_s"] = time.perf_counter() - t0
@@ -138,11 +139,16 @@ def _execute(parts: _Parts, run_id: str, progress: Callable[[DiscoverProgress], 
     )
 
 
-def _labels(parts: _Parts, vecs: UserVectors) -> tuple[np.ndarray, int, Clustering | None, float | None]:
-    """Cluster index of every user with a history: kept segments first (--from), then the new clusters."""
+def _labels(
+    parts: _Parts, vecs: UserVectors, centred: np.ndarray
+) -> tuple[np.ndarray, int, Clustering | None, float | None]:
+    """Cluster index of every user with a history: kept segments first (--from), then the new clusters.
+
+    The kept segments are fitted as the embedding scorer fits them (raw vectors against their descriptions); the
+    clusters are made on the centred vectors."""
     n = vecs.matrix.shape[0]
     if parts.kept is None:
-        clustering = cluster_users(vecs.matrix, parts.config)
+        clustering = cluster_users(centred, parts.config)
         return clustering.labels, 0, clustering, None
     seg_vecs = np.asarray(
         parts.embedder.encode_cached(tuple(s.embedding_text() for s in parts.kept.segments))
@@ -157,7 +163,7 @@ def _labels(parts: _Parts, vecs: UserVectors) -> tuple[np.ndarray, int, Clusteri
     n_kept = len(parts.kept.segments)
     if len(rest) < 2 * parts.config.min_size:
         return labels, n_kept, None, threshold
-    clustering = cluster_users(vecs.matrix[rest], parts.config)
+    clustering = cluster_users(center(vecs.matrix[rest]), parts.config)
     new = clustering.labels
     labels[rest] = np.where(new >= 0, new + n_kept, OUTLIER)
     assert labels.shape[0] == n
