@@ -49,7 +49,11 @@ def taxonomy_yaml(body: dict[str, Any], header: Sequence[str], segments: Sequenc
 
 
 def _comment(seg: ProposedSegment) -> list[str]:
-    how = {"llm": "named by the LLM", "terms": "named from its top terms (the model's answer was unusable)"}
+    how = {
+        "llm": "named by the LLM",
+        "terms": "named from its top terms "
+        + ("(the model's answer was unusable)" if seg.call_error else "(--naming terms)"),
+    }
     out = [
         f"# {seg.size} users ({seg.share:.1%}) · {how.get(seg.named_by, 'kept from --from')}",
         f"# top terms: {', '.join(seg.terms) or '(none)'}",
