@@ -62,6 +62,7 @@ def test_discover_writes_a_taxonomy_label_accepts(db: str, tmp_path: Path, event
         ),
         (["--method", "density", "--k", "4"], "--k applies to k-means"),
         (["--users", "no_such_column > 1"], "--users"),
+        (["--mapped-gold", "m.csv"], "--mapped-gold needs --gold"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(db: str, tmp_path: Path, extra: list[str], problem: str) -> None:

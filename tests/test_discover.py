@@ -298,3 +298,14 @@ def test_names_must_rest_on_the_evidence() -> None:
     assert grounded(real, ["encrypted", "clipper"])  # encryption ~ encrypted (first five letters)
     zh = SegmentName(id="stocks", name="股市投资者", description="关注股市和基金的读者, 每天看行情新闻。")
     assert grounded(zh, ["基金", "银行"]) and not grounded(zh, ["足球", "比赛"])
+
+
+def test_mapped_gold_is_written_in_the_proposed_ids(tmp_path: Path) -> None:
+    from llm_labeler.discovery import read_gold_csv, write_mapped_gold
+
+    gold = {"a": "x", "b": "x", "c": "y", "d": "z"}
+    path = tmp_path / "mapped.csv"
+    assert write_mapped_gold(path, gold, {"p1": "x", "p2": "y"}) == 3  # z has no proposed segment: left out
+    assert read_gold_csv(str(path)) == {"a": "p1", "b": "p1", "c": "p2"}
+    with pytest.raises(InputError, match="gold file not found"):
+        read_gold_csv(str(tmp_path / "none.csv"))

@@ -91,6 +91,13 @@ def discover(
             "(user_id and a segment column, default `segment`) or the store's gold of this taxonomy name.",
         ),
     ] = None,
+    mapped_gold: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapped-gold",
+            help="With --gold: also write the gold in the proposed ids (Hungarian mapping), for `eval run`.",
+        ),
+    ] = None,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Ask again where the model's stored answer was unusable.")
     ] = False,
@@ -98,7 +105,14 @@ def discover(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose segments from the users' histories: embed, cluster, describe by distinctive terms, name by LLM."""
-    from ..discovery import DiscoverConfig, cluster_scores, discover_segments, mapped_scores, read_gold_csv
+    from ..discovery import (
+        DiscoverConfig,
+        cluster_scores,
+        discover_segments,
+        mapped_scores,
+        read_gold_csv,
+        write_mapped_gold,
+    )
     from ..schemas import load_taxonomy
 
     with errors():
@@ -107,6 +121,8 @@ def discover(
             min_size=min_size, name=name, seed=seed, retry_failed=retry_failed, naming=naming,
             min_similarity=min_similarity,
         )  # fmt: skip
+        if mapped_gold is not None and not gold:
+            raise InputError("--mapped-gold needs --gold (the gold to map onto the proposed segments)")
         if out_path.exists() and not force and out_path != from_path:
             raise InputError(f"{out_path} exists: pass --force to overwrite it, or another --out")
         kept = load_taxonomy(from_path) if from_path else None
@@ -124,6 +140,9 @@ def discover(
         if gold_map
         else None
     )
+    if scores and mapped_gold is not None:
+        written = write_mapped_gold(mapped_gold, gold_map, scores["mapping"])
+        note(f"wrote {written} users' gold in the proposed ids to {mapped_gold}")
     for message in result.warnings:
         warn(message)
     if as_json:

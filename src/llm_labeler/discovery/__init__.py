@@ -13,7 +13,7 @@ evaluate.py  against gold: NMI, ARI, purity; Hungarian-mapped accuracy and macro
 from __future__ import annotations
 
 from .config import DiscoverConfig, DiscoverProgress, DiscoveryResult, ProposedSegment
-from .evaluate import cluster_scores, hungarian_mapping, mapped_scores, read_gold_csv
+from .evaluate import cluster_scores, hungarian_mapping, mapped_scores, read_gold_csv, write_mapped_gold
 from .run import discover_segments
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "hungarian_mapping",
     "mapped_scores",
     "read_gold_csv",
+    "write_mapped_gold",
 ]

@@ -24,7 +24,14 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from ..errors import InputError
 
-__all__ = ["LEFT_OUT", "cluster_scores", "hungarian_mapping", "mapped_scores", "read_gold_csv"]
+__all__ = [
+    "LEFT_OUT",
+    "cluster_scores",
+    "hungarian_mapping",
+    "mapped_scores",
+    "read_gold_csv",
+    "write_mapped_gold",
+]
 
 LEFT_OUT = "(none)"
 
@@ -93,3 +100,15 @@ def read_gold_csv(spec: str) -> dict[str, str]:
             return {r["user_id"]: r[column] for r in reader if r[column].strip()}
     except FileNotFoundError as exc:
         raise InputError(f"gold file not found: {path}") from exc
+
+
+def write_mapped_gold(path: str | Path, gold: Mapping[str, str], mapping: Mapping[str, str]) -> int:
+    """Gold in the proposed taxonomy's ids (user_id,segment), for an eval suite on the proposed taxonomy: each
+    gold segment becomes the proposed segment mapped onto it; users of unmapped gold segments are left out."""
+    inverse = {g: p for p, g in mapping.items()}
+    rows = [(u, inverse[g]) for u, g in sorted(gold.items()) if g in inverse]
+    with Path(path).open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["user_id", "segment"])
+        writer.writerows(rows)
+    return len(rows)
