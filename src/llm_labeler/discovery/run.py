@@ -146,7 +146,6 @@ def _labels(
 
     The kept segments are fitted as the embedding scorer fits them (raw vectors against their descriptions); the
     clusters are made on the centred vectors."""
-    n = vecs.matrix.shape[0]
     if parts.kept is None:
         clustering = cluster_users(centred, parts.config)
         return clustering.labels, 0, clustering, None
@@ -166,7 +165,6 @@ def _labels(
     clustering = cluster_users(center(vecs.matrix[rest]), parts.config)
     new = clustering.labels
     labels[rest] = np.where(new >= 0, new + n_kept, OUTLIER)
-    assert labels.shape[0] == n
     return labels, n_kept, clustering, threshold
 
 
