@@ -7,6 +7,7 @@ student.py  distill, score, export, review, explain
 evals.py    eval run / compare / report
 records.py  show, runs, logs (read the store); config (each setting's value and source)
 audience.py shares (segment shares with intervals), report (the audience page)
+discover.py discover (propose a taxonomy from the users; --from refines one)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from . import audience, evals, label, records, student  # noqa: F401  (each registers its commands on `app`)
+from . import audience, discover, evals, label, records, student  # noqa: F401  (each registers its commands on `app`)
 from .common import INTERRUPTED, app, console
 
 __all__ = ["app", "main"]

@@ -117,8 +117,7 @@ CREATE TABLE gold (
 
 # Reserved numbers, one per feature area, so parallel work never collides: 2 hosted backends (calls/run extras),
 # 3 eval suites, 4 student model and bulk scores, 5 student documents' format, 6 users' languages, 7 fitted
-# combinations. An empty string
-# means "nothing yet" and is skipped.
+# combinations, 8 discovery's user vectors. An empty string means "nothing yet" and is skipped.
 _V2_HOSTED = """
 ALTER TABLE calls ADD COLUMN transport_attempts INTEGER;   -- HTTP attempts, retries included
 ALTER TABLE calls ADD COLUMN reasks INTEGER;               -- validation re-asks
@@ -201,6 +200,16 @@ CREATE TABLE combinations (             -- named scorer combinations fitted on g
 );
 """
 
+# discover: each user's mean event embedding, per embedding model and text parameters; recomputed when the
+# user's history_hash changes (store.discovery).
+_V8_USER_VECTORS = """
+CREATE TABLE user_vectors (
+    user_id VARCHAR, model_id VARCHAR, params VARCHAR, history_hash VARCHAR, n_texts INTEGER, vector FLOAT[],
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (user_id, model_id, params)
+);
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (v, sql)
     for v, sql in [
@@ -211,6 +220,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         (5, _V5_DOC_FORMAT),
         (6, _V6_LANGUAGE),
         (7, _V7_COMBINATIONS),
+        (8, _V8_USER_VECTORS),
     ]
     if sql.strip()
 ]
