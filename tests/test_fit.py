@@ -108,3 +108,25 @@ def test_snorkels_label_model_agrees_on_the_worst_scorer(real: dict[str, Any]) -
     )
     gap = {n: abs(ours[n] - measured[n]) - abs(theirs[n] - measured[n]) for n in names}
     assert np.mean(list(gap.values())) < 0.05
+
+
+def test_a_scorer_stuck_on_one_segment_is_not_crowned() -> None:
+    """On Chinese readers MiniLM (an English model) gives most users the same segment; a fitted segment prior would
+    let it explain itself as always right. The label model must still find e5 the best and MiniLM not."""
+    data = json.loads((FIXTURE.parent / "zh_news_tune.json").read_text())
+    users, names = sorted(data["gold"]), ["gemma", "minilm", "e5"]
+    rows = [{n: data["scorers"][n]["scores"].get(u) for n in names} for u in users]
+    cal = {n: np.mean([r[n] for r in rows], axis=0) for n in names}
+    z, mask = stack_scores(
+        rows, names, cal, {"gemma": "batch", "minilm": "none", "e5": "batch"}, len(data["segments"])
+    )
+    votes = np.where(mask, z.argmax(axis=2), -1)
+    top_share = max(np.bincount(votes[1], minlength=len(data["segments"]))) / len(users)
+    assert top_share > 0.4  # MiniLM really does pile users onto one segment here
+    found = label_model(votes, len(data["segments"]), names)
+    y = np.asarray([data["segments"].index(data["gold"][u][0]) for u in users])
+    measured = {n: float((votes[s] == y).mean()) for s, n in enumerate(names)}
+    assert (
+        max(found.accuracy, key=found.accuracy.__getitem__) == "e5" == max(measured, key=measured.__getitem__)
+    )
+    assert found.weights["minilm"] < 0.5 and abs(found.accuracy["minilm"] - measured["minilm"]) < 0.1

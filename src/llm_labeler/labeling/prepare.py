@@ -202,10 +202,11 @@ def _build_scorers(
         )
     scorers: dict[str, Scorer] = {}
     routed = {"embedding", "multilingual"} <= {s.name for s in specs} and config.route_by_script
+    if config.combination == LABEL_MODEL:
+        # every scorer votes on every user: two voters cannot tell which of them is right, three can
+        routed = False
     for spec in specs:
-        # label-model: the multilingual model scores everyone, a third voter beside the LLM and the English model
-        route = routed and not (spec.name == "multilingual" and config.combination == LABEL_MODEL)
-        scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb, route)
+        scorers[spec.name] = _scorer(spec.name, config, taxonomy, backend, has_emb, routed)
     return config, scorers, specs, notes
 
 
