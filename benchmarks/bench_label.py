@@ -515,7 +515,7 @@ def _print(report: dict[str, Any], results: list[PathResult], lists: list[list[i
     print(f"{'path':<34} {'s/user':>8} {'prompt/u':>10} {'gen/u':>8} {'users/min':>10} {'macroF1':>8}")
     for r in results:
         print(r.row())
-    naive, default, llm_only, _, bound = results
+    naive, default, llm_only, bound = results[0], results[1], results[2], results[-1]
     print()
     print(
         f"naive/product:  default {naive.seconds / default.seconds:.2f}x   llm-only {naive.seconds / llm_only.seconds:.2f}x   (target >= 3)"
