@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from llm_labeler.metrics import classification_metrics
-from llm_labeler.segments.fit import fit_weights, label_model, stack_scores
+from llm_labeler.segments.fit import first_choices, fit_weights, label_model, stack_scores
 
 BATCH = {"gemma", "qwen", "e5"}  # batch-calibrated scorers (segments.base.DEFAULT_CALIBRATION)
 
@@ -53,7 +53,7 @@ def evaluate(data: dict[str, Any], llm: str, embedding: str, third: str, as_llm:
     y = np.asarray([segments.index(data["gold"][u][0]) for u in users])
     pair = z[:2]
     fixed = 0.3 if as_llm == "next-token" else 0.5
-    votes = np.where(mask, z.argmax(axis=2), -1)
+    votes = first_choices(z, mask)
     lm = label_model(votes, len(segments), names)
     fit = fit_weights(pair, y, names[:2], {}, 1.5)
     alone = {n: float((z[s].argmax(axis=1) == y).mean()) for s, n in enumerate(names)}

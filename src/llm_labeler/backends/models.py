@@ -22,7 +22,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .base import file_sha256
 
-__all__ = ["MODEL_FILES", "ModelFile", "assemble", "model_path", "verified"]
+__all__ = ["MODEL_FILES", "ModelFile", "assemble", "installed", "model_path", "verified"]
 
 CACHE = Path.home() / ".cache" / "llm_labeler" / "models"
 
@@ -72,6 +72,14 @@ MODEL_FILES = {
         member_csize=251925895,
     ),
 }
+
+
+def installed(key: str) -> bool:
+    """Whether every pinned package of a model is installed at its pinned version."""
+    try:
+        return all(metadata.version(d) == v for d, v in MODEL_FILES[key].packages)
+    except metadata.PackageNotFoundError:
+        return False
 
 
 def model_path(key: str) -> Path:

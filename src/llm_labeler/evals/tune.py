@@ -117,7 +117,7 @@ def tune_suite(
             "raw": fit.raw,
             "scored_users": dict(zip(names, mask.sum(axis=1).tolist())),
         }
-        prior_specs = [ScorerSpec(**s) for s in (asdict(x) for x in config.scorers or specs)]
+        prior_specs = list(config.scorers or specs)
     else:
         fitted, temperature = specs, config.temperature
         details = dict(result.stats.get("label_model", {}))

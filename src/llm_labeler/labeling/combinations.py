@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..schemas import Taxonomy
 from ..segments import ScoreResult, ScorerSpec
-from ..segments.fit import label_model
+from ..segments.fit import first_choices, label_model, stack_scores
 from ..store import Store
 from ..store.combinations import get_combination, list_combinations
 from .config import LabelConfig
@@ -111,17 +111,9 @@ def label_model_specs(
             f"the {LABEL_MODEL} combination needs at least three scorers to weigh them by agreement; this run "
             f"has {', '.join(names) or 'none'}: add scorers (--scorers llm,embedding,multilingual)"
         )
-    cal = {s.name: s.calibration for s in specs}
-    votes = np.full((len(names), len(results)), -1, dtype=np.int64)
-    for i, got in enumerate(results.values()):
-        for s, name in enumerate(names):
-            res = got.get(name)
-            if res is None or res.scores is None:
-                continue
-            v = np.asarray(res.scores, dtype=np.float64)
-            if cal.get(name) == "batch" and name in calibration:
-                v = v - calibration[name]
-            votes[s, i] = int(np.argmax(v))
+    rows = [{n: r.scores for n, r in got.items()} for got in results.values()]
+    z, mask = stack_scores(rows, names, calibration, {s.name: s.calibration for s in specs}, n_segments)
+    votes = first_choices(z, mask)
     if len(results) < MIN_USERS_FOR_LABEL_MODEL:
         return list(specs), {"skipped": f"{len(results)} users (< {MIN_USERS_FOR_LABEL_MODEL}): weights kept"}
     found = label_model(votes, n_segments, names)

@@ -22,7 +22,7 @@ from scipy.optimize import minimize
 
 from .combine import zscore
 
-__all__ = ["FitResult", "LabelModelResult", "fit_weights", "label_model", "stack_scores"]
+__all__ = ["FitResult", "LabelModelResult", "first_choices", "fit_weights", "label_model", "stack_scores"]
 
 
 def stack_scores(
@@ -45,6 +45,12 @@ def stack_scores(
                 v = v - calibration[name]
             z[s, i], mask[s, i] = zscore(v), True
     return z, mask
+
+
+def first_choices(z: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each scorer's first segment for each user (scorers x users), -1 where it did not score the user: the votes
+    of the label model."""
+    return np.where(mask, z.argmax(axis=2), -1)
 
 
 @dataclass
